@@ -1,0 +1,228 @@
+"""The beamline commands nxs2tiff, nxs2tiffux and tiff2tiffux, and ``tomotiff verify``.
+
+Thin by design: parse the arguments, build a source and a conversion, call
+:func:`tomotiff.extract.extract`. Every user error is one line on stderr and exit code 2.
+"""
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+
+from tomotiff import __version__, engine
+from tomotiff.errors import TomotiffError
+from tomotiff.extract import Conversion, choose_window, extract, keep_conversion
+from tomotiff.manifest import verify
+from tomotiff.pattern import check_pattern, format_name
+from tomotiff.source import Hdf5Source, Source, TiffDirSource
+
+EXIT_USAGE = 2
+DEFAULT_PATTERN = "image_%05d.tif"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line that points at -h."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} -h\n")
+
+
+def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    return _Parser(prog=prog, description=description, epilog=epilog,
+                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-b", "--begin", type=int, default=0, metavar="N", help="first image index")
+    parser.add_argument("-s", "--stop", type=int, default=None, metavar="N",
+                        help="stop before this image index (exclusive; default: after the last image)")
+    parser.add_argument("-j", "--workers", type=int, default=engine.default_workers(), metavar="N",
+                        help="worker threads (default: this machine's cores, at most 8)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
+    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s (tomotiff) {__version__}")
+
+
+def _add_hdf5(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input_file", metavar="INPUT_FILE", help="HDF5/NeXus file (.nxs, .h5)")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="directory for the TIFFs (created if missing)")
+    parser.add_argument("-d", "--dataset", metavar="PATH",
+                        help="dataset path, e.g. /entry/final_result_tomo/data (default: the NeXus default signal)")
+    parser.add_argument("-i", "--axis", type=int, default=0, metavar="N",
+                        help="axis of the image index, counted in the dataset's own rank")
+    parser.add_argument("-o", "--output-pattern", default=DEFAULT_PATTERN, metavar="FMT",
+                        help="printf-style output file name; the number is the image's index along the axis")
+    _add_common(parser)
+
+
+def _add_reduction(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-u", "--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
+    window = parser.add_argument_group(
+        "intensity window",
+        "lo maps to 0 and hi to 2**bits-1. Give --lo/--hi, or --use_ref to take them from the P-th and "
+        "(100-P)-th percentiles of a reference image (either side may still be given explicitly). "
+        "With neither, --use_ref is implied.")
+    window.add_argument("--lo", type=float, metavar="X", help="value mapped to 0")
+    window.add_argument("--hi", type=float, metavar="Y", help="value mapped to 2**bits-1")
+    window.add_argument("--use_ref", "--use-ref", action="store_true", help="take lo/hi from a reference image")
+    window.add_argument("-r", "--ref", type=int, default=None, metavar="N",
+                        help="reference image index (default: the middle image of the range)")
+    window.add_argument("-p", "--percent", type=float, default=0.0, metavar="P",
+                        help="percent cut from each end of the reference image's values, 0 <= P < 50 (0: min/max)")
+
+
+EPILOG_NXS2TIFF = """examples:
+  nxs2tiff -d /entry/final_result_tomo/data -b 0 -s 50 -i 1 --fp 13429_processed.nxs tiffs/
+  nxs2tiff -d /entry1/instrument/pco1_hw_hdf/data -b 0 -s 2159 23912.nxs projections/"""
+EPILOG_NXS2TIFFUX = """examples:
+  nxs2tiffux -d /entry/final_result_tomo/data -b 0 -s 50 -i 1 -u 8 --lo -0.0017 --hi 0.0017 13429_processed.nxs u8/
+  nxs2tiffux -d /entry/final_result_tomo/data -i 1 -u 16 --use_ref -r 1080 -p 0.1 13429_processed.nxs u16/"""
+EPILOG_TIFF2TIFFUX = """examples:
+  tiff2tiffux -b 0 -s 2159 -i recon_129200_%05d.tif -o recon_129200_%05d.tif -u 8 --use_ref -r 1080 -p 0.1 87637/ u8/87637/
+  tiff2tiffux -i recon_129200_%05d.tif -u 8 --lo -0.0017 --hi 0.0017 87637/ u8/87637/"""
+
+
+def _nxs2tiff_parser() -> argparse.ArgumentParser:
+    parser = _parser("nxs2tiff", "Extract the images of an HDF5/NeXus dataset as TIFFs, keeping the data type.",
+                     EPILOG_NXS2TIFF)
+    _add_hdf5(parser)
+    parser.add_argument("--fp", action="store_true",
+                        help="write 32-bit floating point (needed for floating-point data; widens integer data)")
+    return parser
+
+
+def _nxs2tiffux_parser() -> argparse.ArgumentParser:
+    parser = _parser("nxs2tiffux", "Extract the images of an HDF5/NeXus dataset as 8- or 16-bit unsigned TIFFs.",
+                     EPILOG_NXS2TIFFUX)
+    _add_hdf5(parser)
+    _add_reduction(parser)
+    return parser
+
+
+def _tiff2tiffux_parser() -> argparse.ArgumentParser:
+    parser = _parser("tiff2tiffux", "Reduce a directory of TIFF images to 8- or 16-bit unsigned TIFFs.",
+                     EPILOG_TIFF2TIFFUX)
+    parser.add_argument("input_dir", metavar="INPUT_DIR", help="directory of single-image TIFF files")
+    parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="directory for the TIFFs (created if missing)")
+    parser.add_argument("-i", "--input-pattern", default=DEFAULT_PATTERN, metavar="FMT",
+                        help="printf-style input file name, e.g. recon_129200_%%05d.tif")
+    parser.add_argument("-o", "--output-pattern", default=None, metavar="FMT",
+                        help="printf-style output file name (default: the input pattern)")
+    _add_common(parser)
+    _add_reduction(parser)
+    return parser
+
+
+def _say(args: argparse.Namespace) -> Callable[[str], None]:
+    return (lambda text: None) if args.quiet else (lambda text: print(text, flush=True))
+
+
+def _warn(args: argparse.Namespace) -> Callable[[str], None]:
+    return (lambda text: None) if args.quiet else (lambda text: print(text, file=sys.stderr, flush=True))
+
+
+def _check_workers(workers: int) -> int:
+    if workers < 1:
+        raise TomotiffError(f"-j/--workers must be at least 1, got {workers}")
+    return workers
+
+
+def _run(args: argparse.Namespace, source: Source, pattern: str, conversion: Conversion) -> None:
+    say = _say(args)
+    workers = _check_workers(args.workers)
+    count = source.stop - source.begin
+    say(f"{source.describe()['source']}: images {source.begin}..{source.stop - 1} ({count}) "
+        f"-> {os.path.join(args.output_dir, pattern)}, {conversion.out_dtype(source.dtype)}, {workers} workers")
+    if conversion.window is not None:
+        say(conversion.window.describe())
+    progress = not args.quiet and sys.stderr.isatty()
+    extract(source, args.output_dir, pattern, conversion, workers, progress, warn=_warn(args))
+    say(f"wrote {count} images and manifest.json to {args.output_dir}")
+
+
+def _reduction(args: argparse.Namespace, source: Source) -> Conversion:
+    reference = args.ref if args.use_ref or args.ref is not None else None
+    window = choose_window(source, args.lo, args.hi, reference, args.percent)
+    return Conversion("quantise", args.bits, window)
+
+
+def _nxs2tiff(args: argparse.Namespace) -> None:
+    check_pattern(args.output_pattern, "-o/--output-pattern")
+    source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop)
+    try:
+        _run(args, source, args.output_pattern, keep_conversion(source.dtype, args.fp))
+    finally:
+        source.close()
+
+
+def _nxs2tiffux(args: argparse.Namespace) -> None:
+    check_pattern(args.output_pattern, "-o/--output-pattern")
+    source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop)
+    try:
+        _run(args, source, args.output_pattern, _reduction(args, source))
+    finally:
+        source.close()
+
+
+def _tiff2tiffux(args: argparse.Namespace) -> None:
+    pattern = check_pattern(args.output_pattern or args.input_pattern, "-o/--output-pattern")
+    source = TiffDirSource(args.input_dir, args.input_pattern, args.begin, args.stop)
+    _refuse_overwriting_inputs(source, args.output_dir, pattern)
+    _run(args, source, pattern, _reduction(args, source))
+
+
+def _refuse_overwriting_inputs(source: TiffDirSource, output_dir: str, pattern: str) -> None:
+    """Writing into the input directory is fine only if no output name is an input name."""
+    if not os.path.isdir(output_dir) or not os.path.samefile(source.directory, output_dir):
+        return
+    inputs = {format_name(source.pattern, i) for i in range(source.begin, source.stop)}
+    clash = next((i for i in range(source.begin, source.stop) if format_name(pattern, i) in inputs), None)
+    if clash is not None:
+        raise TomotiffError(f"output {format_name(pattern, clash)} would overwrite an input file in {output_dir}; "
+                            "give another OUTPUT_DIR or a different -o/--output-pattern")
+
+
+def _verify(args: argparse.Namespace) -> None:
+    problems = verify(args.directory)
+    for problem in problems:
+        print(f"{args.directory}: {problem}")
+    if problems:
+        raise TomotiffError(f"{len(problems)} problem(s) in {args.directory}; rerun the extraction to restore them")
+    print(f"{args.directory}: all images present and matching manifest.json")
+
+
+def _tomotiff_parser() -> argparse.ArgumentParser:
+    parser = _parser("tomotiff", "tomotiff utilities.", "the extraction commands are nxs2tiff, nxs2tiffux and tiff2tiffux")
+    parser.add_argument("-V", "--version", action="version", version=f"tomotiff {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    check = commands.add_parser("verify", help="check a directory against its manifest.json")
+    check.add_argument("directory", metavar="DIR")
+    return parser
+
+
+def _main(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
+    args = parser.parse_args(argv)
+    try:
+        command(args)
+    except TomotiffError as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted; finished images are complete, rerun to write the rest", file=sys.stderr)
+        return 130
+    return 0
+
+
+def nxs2tiff_main(argv: list[str] | None = None) -> int:
+    return _main(_nxs2tiff_parser(), _nxs2tiff, argv)
+
+
+def nxs2tiffux_main(argv: list[str] | None = None) -> int:
+    return _main(_nxs2tiffux_parser(), _nxs2tiffux, argv)
+
+
+def tiff2tiffux_main(argv: list[str] | None = None) -> int:
+    return _main(_tiff2tiffux_parser(), _tiff2tiffux, argv)
+
+
+def tomotiff_main(argv: list[str] | None = None) -> int:
+    return _main(_tomotiff_parser(), _verify, argv)

@@ -1,0 +1,107 @@
+"""One extraction from start to finish: choose the window, stream the images, write the manifest.
+
+This is the library entry point the three commands and the workflow's shard jobs share,
+so an image is computed the same way whichever of them writes it.
+"""
+
+import os
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from tomotiff import __version__, engine
+from tomotiff.errors import TomotiffError
+from tomotiff.manifest import MANIFEST_NAME, write_manifest
+from tomotiff.quantise import FORMULA, FORMULA_NAME, INVERSE, convert, output_dtype, quantise
+from tomotiff.sink import TiffSink, directory_lock, prepare_directory
+from tomotiff.source import Source
+from tomotiff.window import Window, check_percent, resolve_window, saturation_warning
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What happens to each pixel: kept as is, widened to float32, or quantised to ``bits``."""
+
+    mode: str  # "keep", "float32" or "quantise"
+    bits: int | None = None
+    window: Window | None = None
+
+    def out_dtype(self, in_dtype: np.dtype) -> np.dtype:
+        if self.mode == "quantise":
+            return output_dtype(self.bits)
+        return np.dtype(np.float32) if self.mode == "float32" else np.dtype(in_dtype)
+
+    def transform(self):
+        if self.mode == "quantise":
+            return partial(_quantise_tile, lo=self.window.lo, hi=self.window.hi, bits=self.bits)
+        return convert
+
+    def describe(self) -> dict:
+        if self.mode != "quantise":
+            return {"bits": None, "lo": None, "hi": None, "formula": "unchanged" if self.mode == "keep" else "float32(x)"}
+        return {"bits": self.bits, "lo": self.window.lo, "hi": self.window.hi, "formula": FORMULA,
+                "formula_name": FORMULA_NAME, "inverse": INVERSE, "window": self.window.as_dict()}
+
+
+def _quantise_tile(tile: np.ndarray, out: np.ndarray, lo: float, hi: float, bits: int) -> None:
+    quantise(tile, lo, hi, bits, out=out)
+
+
+def keep_conversion(dtype: np.dtype, fp: bool) -> Conversion:
+    """nxs2tiff: floating-point data is written only when asked with --fp (as the beamline page says)."""
+    if fp:
+        return Conversion("float32")
+    if np.dtype(dtype).kind == "f":
+        raise TomotiffError(f"the data are floating point ({np.dtype(dtype)}): add --fp to write float32 TIFFs, "
+                            "or use nxs2tiffux to reduce them to 8 or 16 bits")
+    return Conversion("keep")
+
+
+def middle_image(source: Source) -> int:
+    """The default reference image: the middle of the selected range."""
+    return source.begin + (source.stop - source.begin) // 2
+
+
+def choose_window(source: Source, lo: float | None, hi: float | None, reference: int | None, percent: float) -> Window:
+    """Explicit --lo/--hi, else percentiles of the reference image (the middle one by default)."""
+    check_percent(percent)
+    if lo is not None and hi is not None:
+        return resolve_window(lo, hi, None, None, percent)
+    index = middle_image(source) if reference is None else reference
+    return resolve_window(lo, hi, source.read_image(index), index, percent)
+
+
+def extract(source: Source, output_dir: str, pattern: str, conversion: Conversion, workers: int = 1,
+            progress: bool = False, manifest_path: str | None = None, warn=print) -> dict:
+    """Write the selected images of ``source`` to ``output_dir``; return the manifest written.
+
+    The manifest goes to ``manifest_path`` (default ``output_dir/manifest.json``); the
+    workflow's shards, which share a directory, each give their own.
+    """
+    manifest_path = manifest_path or os.path.join(output_dir, MANIFEST_NAME)
+    out_dtype = conversion.out_dtype(source.dtype)
+    header = {
+        "tomotiff_version": __version__,
+        **source.describe(),
+        "begin": source.begin,
+        "stop": source.stop,
+        "dtype_in": str(source.dtype),
+        "dtype_out": str(out_dtype),
+        **conversion.describe(),
+    }
+    sink = TiffSink(output_dir, pattern, {k: v for k, v in header.items() if k not in ("begin", "stop")})
+
+    def check_saturation(image: np.ndarray) -> None:
+        message = saturation_warning(image, conversion.window, source.begin)
+        if message:
+            warn(message)
+
+    prepare_directory(output_dir)
+    prepare_directory(os.path.dirname(os.path.abspath(manifest_path)))
+    with directory_lock(os.path.dirname(os.path.abspath(manifest_path)), os.path.basename(manifest_path)):
+        inspect = check_saturation if conversion.mode == "quantise" else None
+        images = engine.run(source, conversion.transform(), out_dtype, sink, workers, progress, inspect)
+        header["output_pattern"] = pattern
+        write_manifest(manifest_path, header, images)
+    return {**header, "images": images}

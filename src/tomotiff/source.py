@@ -1,0 +1,216 @@
+"""Where images come from (the *source* stage): an HDF5 dataset or a directory of TIFFs.
+
+Both are opened lazily and read in blocks of whole images aligned to the storage layout
+(HDF5 chunks along the image axis), split into row tiles of bounded size, so memory stays
+small and no chunk is decoded twice.
+"""
+
+import os
+from collections.abc import Iterator
+from typing import Protocol
+
+import numpy as np
+import tifffile
+
+from tomotiff import hdf5
+from tomotiff.buffers import scratch
+from tomotiff.errors import TomotiffError
+from tomotiff.pattern import check_pattern, format_name
+from tomotiff.selection import Selection, select
+
+TILE_BYTES = 32 << 20  # one read; a few of these per worker bound the memory
+
+
+class Source(Protocol):
+    """What the engine needs of any source."""
+
+    dtype: np.dtype
+    image_shape: tuple[int, int]
+    begin: int
+    stop: int
+
+    def blocks(self) -> list[tuple[int, int]]: ...
+
+    def read_tiles(self, first: int, last: int) -> Iterator[tuple[slice, np.ndarray]]: ...
+
+    def read_image(self, index: int) -> np.ndarray: ...
+
+    def describe(self) -> dict: ...
+
+    def image_origin(self, index: int) -> dict: ...
+
+    def close(self) -> None: ...
+
+
+def _even_blocks(begin: int, stop: int, align: int, depth: int) -> list[tuple[int, int]]:
+    """Split begin..stop into blocks of ``depth`` images (a multiple of ``align``) that start on
+    multiples of ``align``; only the first block may be short, to reach the first boundary."""
+    start = begin if begin % align == 0 else min((begin // align + 1) * align, stop)
+    bounds = [begin, start, *range(start + depth, stop, depth), stop]
+    return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+class Hdf5Source:
+    """Images along ``axis`` of an HDF5 dataset, read with ``read_direct`` into reused buffers."""
+
+    def __init__(self, path: str, dataset: str | None, axis: int = 0, begin: int = 0, stop: int | None = None):
+        self.path = path
+        self.file = hdf5.open_file(path)
+        try:
+            self.dataset_path, self.dataset = hdf5.find_dataset(self.file, dataset)
+            if self.dataset.dtype.kind not in "uifb":
+                raise TomotiffError(f"dataset {self.dataset_path} has type {self.dataset.dtype}; images must be numeric")
+            self.selection: Selection = select(self.dataset.shape, axis, begin, stop)
+        except Exception:
+            self.file.close()
+            raise
+        self.dtype = self.dataset.dtype.newbyteorder("=")
+        self.image_shape = self.selection.image_shape
+        self.begin, self.stop = self.selection.begin, self.selection.stop
+        chunks = self.dataset.chunks
+        self._chunk_depth = chunks[axis] if chunks else 1
+        self._chunk_rows = chunks[self.selection.rows_dim] if chunks else 1
+
+    def blocks(self) -> list[tuple[int, int]]:
+        image_bytes = self.image_shape[0] * self.image_shape[1] * self.dtype.itemsize
+        depth = self._chunk_depth * max(1, TILE_BYTES // (self._chunk_depth * image_bytes))
+        return _even_blocks(self.begin, self.stop, self._chunk_depth, depth)
+
+    def read_tiles(self, first: int, last: int) -> Iterator[tuple[slice, np.ndarray]]:
+        height, width = self.image_shape
+        row_bytes = (last - first) * width * self.dtype.itemsize
+        rows = max(1, TILE_BYTES // max(row_bytes, 1)) // self._chunk_rows * self._chunk_rows
+        rows = max(rows, self._chunk_rows)
+        for top in range(0, height, rows):
+            band = slice(top, min(top + rows, height))
+            buffer = scratch("read", self.selection.buffer_shape(first, last, band), self.dtype)
+            self._read(buffer, self.selection.key(first, last, band), first, last)
+            yield band, self.selection.as_images(buffer)
+
+    def read_image(self, index: int) -> np.ndarray:
+        length = self.selection.shape[self.selection.axis]
+        if not 0 <= index < length:
+            raise TomotiffError(f"reference image -r {index} does not exist: the image axis has {length} images (0..{length - 1})")
+        buffer = np.empty(self.selection.buffer_shape(index, index + 1), self.dtype)
+        self._read(buffer, self.selection.key(index, index + 1), index, index + 1)
+        return self.selection.as_images(buffer)[0]
+
+    def _read(self, buffer: np.ndarray, key: tuple, first: int, last: int) -> None:
+        try:
+            self.dataset.read_direct(buffer, source_sel=key)
+        except (OSError, ValueError, RuntimeError) as exc:
+            raise TomotiffError(
+                f"cannot read images {first}..{last - 1} of {self.dataset_path} in {self.path}: "
+                f"{str(exc).splitlines()[0]} (is the file complete and its compression filter installed?)"
+            ) from None
+
+    def describe(self) -> dict:
+        return {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
+                "shape": list(self.selection.shape)}
+
+    def image_origin(self, index: int) -> dict:
+        return {}
+
+    def close(self) -> None:
+        self.file.close()
+
+
+class TiffDirSource:
+    """Single-page TIFF files named by a printf pattern; the index is the number in the name."""
+
+    def __init__(self, directory: str, pattern: str, begin: int = 0, stop: int | None = None):
+        if not os.path.isdir(directory):
+            raise TomotiffError(f"input directory not found: {directory}")
+        self.directory = directory
+        self.pattern = check_pattern(pattern, "-i/--input-pattern")
+        if begin < 0:
+            raise TomotiffError(f"-b/--begin must be >= 0, got {begin}")
+        if not os.path.exists(self.path(begin)):
+            raise TomotiffError(self._no_match(begin))
+        self.begin = begin
+        self.stop = self._find_stop(begin) if stop is None else self._check_stop(begin, stop)
+        first = self._open(begin)
+        self.dtype, self.image_shape = first
+
+    def path(self, index: int) -> str:
+        return os.path.join(self.directory, format_name(self.pattern, index))
+
+    def _no_match(self, index: int) -> str:
+        present = sorted(n for n in os.listdir(self.directory) if n.lower().endswith((".tif", ".tiff")))[:3]
+        seen = f"files there include {', '.join(present)}" if present else "it holds no .tif/.tiff files"
+        return (f"no input file {format_name(self.pattern, index)!r} in {self.directory} (pattern {self.pattern!r}, "
+                f"index {index}); {seen}; check -i/--input-pattern and -b/--begin")
+
+    def _find_stop(self, begin: int) -> int:
+        stop = begin + 1
+        while os.path.exists(self.path(stop)):
+            stop += 1
+        return stop
+
+    def _check_stop(self, begin: int, stop: int) -> int:
+        if stop <= begin:
+            raise TomotiffError(f"-s/--stop {stop} must be greater than -b/--begin {begin} (stop is exclusive)")
+        missing = next((i for i in range(begin, stop) if not os.path.exists(self.path(i))), None)
+        if missing is not None:
+            raise TomotiffError(f"-s/--stop {stop}: input file {self.path(missing)} is missing; "
+                                f"the consecutive files end at {self._find_stop(begin) - 1}")
+        return stop
+
+    def _open(self, index: int) -> tuple[np.dtype, tuple[int, int]]:
+        """dtype and 2-D shape of one file, which must hold exactly one numeric image."""
+        path = self.path(index)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                if len(tif.pages) != 1:
+                    raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
+                page = tif.pages[0]
+                shape = tuple(d for d in page.shape if d != 1) or (1, 1)
+                dtype = np.dtype(page.dtype)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise TomotiffError(f"cannot read {path}: {exc}") from None
+        if len(shape) != 2 or dtype.kind not in "uifb":
+            raise TomotiffError(f"{path} is not a single-channel numeric image (shape {page.shape}, type {dtype})")
+        return dtype.newbyteorder("="), shape
+
+    def blocks(self) -> list[tuple[int, int]]:
+        image_bytes = self.image_shape[0] * self.image_shape[1] * self.dtype.itemsize
+        return _even_blocks(self.begin, self.stop, 1, max(1, TILE_BYTES // image_bytes))
+
+    def read_tiles(self, first: int, last: int) -> Iterator[tuple[slice, np.ndarray]]:
+        buffer = scratch("read", (last - first, *self.image_shape), self.dtype)
+        for offset in range(last - first):
+            self._read_into(first + offset, buffer[offset])
+        yield slice(None), buffer
+
+    def read_image(self, index: int) -> np.ndarray:
+        if not os.path.exists(self.path(index)):
+            raise TomotiffError(f"reference image -r {index} does not exist: no file {self.path(index)}")
+        self._open(index)
+        image = np.empty(self.image_shape, self.dtype)
+        self._read_into(index, image)
+        return image
+
+    def _read_into(self, index: int, out: np.ndarray) -> None:
+        path = self.path(index)
+        try:
+            with tifffile.TiffFile(path) as tif:
+                page = tif.pages[0]
+                if len(tif.pages) != 1:
+                    raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
+                if tuple(d for d in page.shape if d != 1) != self.image_shape:
+                    raise TomotiffError(f"{path} has shape {page.shape}, unlike the first image's {self.image_shape}")
+                if page.dtype.newbyteorder("=") != self.dtype:
+                    out[...] = page.asarray()
+                else:
+                    page.asarray(out=out.reshape(page.shape))
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise TomotiffError(f"cannot read {path}: {exc}") from None
+
+    def describe(self) -> dict:
+        return {"source": os.path.abspath(self.directory), "input_pattern": self.pattern}
+
+    def image_origin(self, index: int) -> dict:
+        return {"input_file": format_name(self.pattern, index)}
+
+    def close(self) -> None:
+        pass
