@@ -12,9 +12,10 @@ be told ``--slurm-status-command squeue``; ``MinJobAge`` is kept at 300 s so
 that finished jobs stay visible to ``squeue --states=all`` long enough (the
 plugin falls back to sacct when MinJobAge < 3 * init-seconds-before-status-checks).
 
-Only one cluster can run at a time on a machine: jobs started by the plugin
-call ``srun`` without ``SLURM_CONF``, so the config is also linked at
-``/etc/slurm/slurm.conf`` for the cluster's lifetime.
+Only one cluster can run at a time on a machine (a second one raises
+``SlurmUnavailable``): jobs started by the plugin call ``srun`` without
+``SLURM_CONF``, so the config is also linked at ``/etc/slurm/slurm.conf`` for
+the cluster's lifetime.
 
 Usage::
 
@@ -25,6 +26,7 @@ Usage::
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
 import re
@@ -34,15 +36,20 @@ import socket
 import subprocess
 import tempfile
 import time
-from contextlib import ExitStack, closing
+from collections.abc import Callable
+from contextlib import ExitStack, closing, suppress
 from pathlib import Path
 from types import TracebackType
-from typing import Callable
+from typing import Self
 
 SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
+LOCK_FILE = Path(tempfile.gettempdir()) / "tomotiff-slurm-cluster.lock"
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "sinfo", "scancel", "scontrol", "srun")
 PARTITION = "debug"
+FINAL_JOB_STATES = frozenset(
+    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
+)
 
 _SUBMIT_RE = re.compile(r"_slurm_rpc_submit_batch_job: JobId=(\d+)")
 _COMPLETE_RE = re.compile(r"_job_complete: JobId=(\d+) done")
@@ -77,7 +84,7 @@ def _sbin_path() -> str:
 
 
 def free_ports(count: int) -> list[int]:
-    """Ports the kernel reports free on loopback, so parallel runs do not clash.
+    """Ports the kernel reports free on loopback, so we never collide with other services.
 
     All sockets are held open together so the ports are distinct.
     """
@@ -166,13 +173,15 @@ PartitionName={PARTITION} Nodes={hostname} Default=YES MaxTime=INFINITE State=UP
 class SlurmCluster:
     """Context manager owning munged, slurmctld and slurmd for one test session.
 
-    ``workdir`` receives slurm.conf, state and logs. munged's key and socket
-    live in a separate private-to-root-but-traversable directory under the
-    system temp dir, because munged refuses a socket whose parent directories
-    are not executable by all, which pytest's 0700 temp dirs are not.
+    ``workdir`` receives slurm.conf, state and logs. munged's key, socket and
+    log live in a separate munge-owned 0755 directory under the system temp
+    dir, because munged refuses a socket whose parent directories are not
+    executable by all, which pytest's 0700 temp dirs are not.
     """
 
-    def __init__(self, workdir: Path, *, cpus: int | None = None, real_memory_mb: int = 4000) -> None:
+    def __init__(
+        self, workdir: Path, *, cpus: int | None = None, real_memory_mb: int = 4000
+    ) -> None:
         self.workdir = Path(workdir).resolve()
         self.cpus = cpus or available_cpus()
         self.real_memory_mb = real_memory_mb
@@ -186,7 +195,7 @@ class SlurmCluster:
 
     # -- lifecycle -----------------------------------------------------------
 
-    def __enter__(self) -> SlurmCluster:
+    def __enter__(self) -> Self:
         check_available()
         try:
             self.start()
@@ -205,6 +214,7 @@ class SlurmCluster:
 
     def start(self) -> None:
         """Write the config and start munged, slurmctld and slurmd in that order."""
+        self._lock_machine()
         for directory in (self.log_dir, self.state_dir / "ctld", self.state_dir / "slurmd"):
             directory.mkdir(parents=True, exist_ok=True)
         munge_socket = self._start_munged()
@@ -266,13 +276,12 @@ class SlurmCluster:
             user=munge_user.pw_uid,
             group=munge_user.pw_gid,
         )
-        _wait_for(lambda: sock.exists(), 10, "munged socket", self._procs["munged"])
+        _wait_for(sock.exists, 10, "munged socket", self._procs["munged"])
         return sock
 
     def _spawn(self, name: str, argv: list[str], **kwargs: object) -> None:
         """Start a foreground daemon, its output in log/<name>.out, in its own session."""
-        out = open(self.log_dir / f"{name}.out", "wb")
-        try:
+        with open(self.log_dir / f"{name}.out", "wb") as out:
             self._procs[name] = subprocess.Popen(
                 argv,
                 stdin=subprocess.DEVNULL,
@@ -282,8 +291,16 @@ class SlurmCluster:
                 start_new_session=True,
                 **kwargs,  # type: ignore[arg-type]
             )
-        finally:
-            out.close()
+
+    def _lock_machine(self) -> None:
+        """Hold an exclusive lock so a second cluster cannot take over /etc/slurm/slurm.conf."""
+        lock = LOCK_FILE.open("w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            lock.close()
+            raise SlurmUnavailable("another SLURM test cluster is running on this machine") from exc
+        self._cleanups.append(lock.close)
 
     def _link_system_conf(self) -> None:
         """Point /etc/slurm/slurm.conf at our config, keeping any existing file aside."""
@@ -312,7 +329,9 @@ class SlurmCluster:
         env["PATH"] = _sbin_path()
         return env
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *argv: str, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
         """Run a SLURM client command against this cluster and capture its output."""
         return subprocess.run(
             argv, env=self.env, capture_output=True, text=True, check=check, timeout=timeout
@@ -322,13 +341,17 @@ class SlurmCluster:
         """Block until the node is idle, i.e. slurmd registered and jobs can start."""
 
         def node_idle() -> bool:
+            self._check_alive()
             result = self.run("sinfo", "--noheader", "--format=%t", check=False, timeout=10)
             return result.returncode == 0 and result.stdout.split() == ["idle"]
 
+        _wait_for(node_idle, timeout, "SLURM node idle", None, self.diagnostics)
+
+    def _check_alive(self) -> None:
+        """Fail fast with the logs when a daemon died instead of waiting for a timeout."""
         for name, proc in self._procs.items():
             if proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with {proc.returncode}\n{self.diagnostics()}")
-        _wait_for(node_idle, timeout, "SLURM node idle", None, self.diagnostics)
 
     def jobs_seen(self) -> dict[int, str]:
         """Job ids slurmctld accepted, mapped to 'submitted' or 'completed'.
@@ -343,14 +366,21 @@ class SlurmCluster:
         return jobs
 
     def job_state(self, job_id: int) -> str:
-        """Current state (e.g. PENDING, RUNNING, COMPLETED) while slurmctld still knows the job."""
-        result = self.run("squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={job_id}", check=False)
+        """Return the job's state (PENDING, RUNNING, COMPLETED...) while slurmctld knows it."""
+        result = self.run(
+            "squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={job_id}", check=False
+        )
         return result.stdout.strip() or "UNKNOWN"
 
     def wait_job(self, job_id: int, timeout: float = 60) -> str:
         """Wait until a job leaves the pending/running states and return its final state."""
-        finished = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL")
-        _wait_for(lambda: self.job_state(job_id) in finished, timeout, f"job {job_id}", None, self.diagnostics)
+        _wait_for(
+            lambda: self.job_state(job_id) in FINAL_JOB_STATES,
+            timeout,
+            f"job {job_id}",
+            None,
+            self.diagnostics,
+        )
         return self.job_state(job_id)
 
     def cancel(self, job_id: int) -> None:
@@ -362,13 +392,18 @@ class SlurmCluster:
         self.run("scancel", "--full", f"--partition={PARTITION}", check=False)
 
         def none_active() -> bool:
-            result = self.run("squeue", "--noheader", "--states=PENDING,RUNNING,COMPLETING,SUSPENDED", "--format=%i", check=False)
+            result = self.run(
+                "squeue",
+                "--noheader",
+                "--states=PENDING,RUNNING,COMPLETING,SUSPENDED",
+                "--format=%i",
+                check=False,
+            )
             return result.returncode != 0 or not result.stdout.strip()
 
-        try:
+        # On timeout, stopping slurmd is still the best we can do.
+        with suppress(TimeoutError):
             _wait_for(none_active, 15, "jobs to end", None)
-        except TimeoutError:
-            pass  # stopping slurmd below is still the best we can do
 
     def diagnostics(self) -> str:
         """Tail of every daemon log, for failure messages."""
@@ -409,6 +444,3 @@ def _wait_for(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout}s waiting for {what}\n{details()}")
         time.sleep(0.2)
-
-
-__all__: list[str] = ["SlurmCluster", "SlurmUnavailable", "check_available", "render_slurm_conf"]

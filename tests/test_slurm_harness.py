@@ -10,11 +10,10 @@ import re
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
-
 from slurm_cluster import SlurmCluster, SlurmUnavailable
 
 pytestmark = pytest.mark.slurm
@@ -59,12 +58,19 @@ SNAKEFILE = textwrap.dedent(
 
 # What Snakemake needs to use this cluster (see slurm_cluster's docstring).
 SNAKEMAKE_SLURM_ARGS = [
-    "--executor", "slurm",
-    "--jobs", "4",
-    "--default-resources", "mem_mb=100", "runtime=5",
-    "--slurm-status-command", "squeue",
-    "--slurm-init-seconds-before-status-checks", "1",
-    "--seconds-between-status-checks", "1",
+    "--executor",
+    "slurm",
+    "--jobs",
+    "4",
+    "--default-resources",
+    "mem_mb=100",
+    "runtime=5",
+    "--slurm-status-command",
+    "squeue",
+    "--slurm-init-seconds-before-status-checks",
+    "1",
+    "--seconds-between-status-checks",
+    "1",
 ]
 
 
@@ -107,6 +113,7 @@ def test_snakemake_workflow_runs_through_slurm(cluster: SlurmCluster, tmp_path: 
 
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *snakemake_args(cluster)],
+        check=False,
         cwd=tmp_path,
         env=cluster.env,
         capture_output=True,
@@ -122,5 +129,7 @@ def test_snakemake_workflow_runs_through_slurm(cluster: SlurmCluster, tmp_path: 
     # One allocation for the whole group, one for combine.
     assert len(submitted) == 2, log
     seen = cluster.jobs_seen()
-    assert {job_id: seen.get(job_id) for job_id in submitted} == dict.fromkeys(submitted, "completed")
+    assert {job_id: seen.get(job_id) for job_id in submitted} == dict.fromkeys(
+        submitted, "completed"
+    )
     assert submitted.isdisjoint(before)

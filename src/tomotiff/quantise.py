@@ -73,6 +73,12 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
     top = float(2**bits - 1)
     scale = work.type(top / (hi - lo))
     buffer = np.empty(_BLOCK_ELEMENTS, work)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values become +-Inf, then clip
+        _quantise_blocks(image, out, work, lo, scale, top, buffer)
+    return out
+
+
+def _quantise_blocks(image, out, work, lo, scale, top, buffer) -> None:
     for src, dst in _row_blocks(image, out):
         tmp = buffer[: src.size].reshape(src.shape)
         np.subtract(src, work.type(lo), out=tmp, dtype=work)
@@ -81,7 +87,6 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
         np.fmin(tmp, top, out=tmp)
         np.rint(tmp, out=tmp)  # round half to even
         np.copyto(dst, tmp, casting="unsafe")
-    return out
 
 
 def convert(image: np.ndarray, out: np.ndarray) -> np.ndarray:

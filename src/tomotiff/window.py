@@ -48,11 +48,12 @@ def finite_pixels(image: np.ndarray) -> np.ndarray:
 
 
 def percentile_window(image: np.ndarray, percent: float, index: int) -> tuple[float, float]:
-    """The P-th and (100-P)-th percentiles (numpy's default method) of the finite pixels."""
+    """The P-th and (100-P)-th percentiles (numpy's default, linear method) of the finite pixels,
+    computed in float64 whatever the image type."""
     values = finite_pixels(image)
     if values.size == 0:
         raise TomotiffError(f"reference image {index} has no finite pixels; pick another with -r or give --lo/--hi")
-    lo, hi = np.percentile(values, [percent, 100 - percent])
+    lo, hi = np.percentile(values.astype(np.float64), [percent, 100 - percent])
     return float(lo), float(hi)
 
 

@@ -1,0 +1,89 @@
+"""Shared fixtures: the real beamline files in ../shared, synthetic volumes, and CLI runs."""
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+REPO = Path(__file__).resolve().parents[1]
+REAL = REPO.parent / "shared" / "data" / "real"
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="session")
+def real() -> Path:
+    """The directory of real beamline files, or a skip saying why they are missing."""
+    if not (REAL / "PROVENANCE.md").exists():
+        pytest.skip(
+            f"real beamline files not found at {REAL} (the shared/ folder beside the repository)"
+        )
+    return REAL
+
+
+@dataclass
+class Run:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(command: str, *args: object, cwd: Path | None = None, timeout: float = 300) -> Run:
+    """Run an installed console script the way a user would, in a real subprocess."""
+    executable = BIN / command
+    assert executable.exists(), f"{executable} is not installed; pip install -e . first"
+    done = subprocess.run(
+        [str(executable), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli():
+    return run_cli
+
+
+def read_tiff(path: Path) -> tuple[np.ndarray, dict]:
+    """Pixels and the JSON metadata tomotiff writes in ImageDescription."""
+    with tifffile.TiffFile(path) as tif:
+        assert len(tif.pages) == 1
+        description = tif.pages[0].description
+        return tif.pages[0].asarray(), json.loads(description) if description else {}
+
+
+def tiff_names(directory: Path) -> list[str]:
+    return sorted(p.name for p in directory.iterdir() if p.suffix == ".tif")
+
+
+def expected_quantised(
+    x: np.ndarray, lo: float, hi: float, bits: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The documented formula in float64, computed independently of tomotiff, and a mask of the
+    pixels within 1e-6 of full scale of a rounding boundary (those may land on either side)."""
+    top = 2**bits - 1
+    x = np.asarray(x, np.float64)
+    with np.errstate(invalid="ignore"):
+        v = (np.clip(x, lo, hi) - lo) / (hi - lo) * top
+    v = np.where(np.isnan(x), 0.0, v)
+    q = np.round(v)  # numpy rounds half to even
+    near_boundary = np.abs(v - np.floor(v) - 0.5) <= 1e-6 * top
+    return q.astype(np.int64), near_boundary
+
+
+def assert_quantised(actual: np.ndarray, x: np.ndarray, lo: float, hi: float, bits: int) -> None:
+    expected, near = expected_quantised(x, lo, hi, bits)
+    diff = np.abs(actual.astype(np.int64) - expected)
+    assert np.all(diff[~near] == 0), (
+        f"{np.count_nonzero(diff[~near])} pixels differ from the formula"
+    )
+    assert np.all(diff[near] <= 1)
