@@ -27,9 +27,17 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} -h\n")
 
 
+class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Examples keep their lines; defaults are shown where there is one to show."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default is None or action.default is False or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def _parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
-    return _Parser(prog=prog, description=description, epilog=epilog,
-                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return _Parser(prog=prog, description=description, epilog=epilog, formatter_class=_Formatter)
 
 
 def _add_common(parser: argparse.ArgumentParser) -> None:
@@ -37,7 +45,7 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-s", "--stop", type=int, default=None, metavar="N",
                         help="stop before this image index (exclusive; default: after the last image)")
     parser.add_argument("-j", "--workers", type=int, default=engine.default_workers(), metavar="N",
-                        help="worker threads (default: this machine's cores, at most 8)")
+                        help="worker threads (default: %(default)s, this machine's cores up to 8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s (tomotiff) {__version__}")
 
@@ -58,9 +66,9 @@ def _add_reduction(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-u", "--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
     window = parser.add_argument_group(
         "intensity window",
-        "lo maps to 0 and hi to 2**bits-1. Give --lo/--hi, or --use_ref to take them from the P-th and "
-        "(100-P)-th percentiles of a reference image (either side may still be given explicitly). "
-        "With neither, --use_ref is implied.")
+        "lo maps to 0 and hi to 2**bits-1. Give --lo/--hi, or --use_ref to take them from the\n"
+        "P-th and (100-P)-th percentiles of a reference image (an explicit --lo or --hi still\n"
+        "overrides its side). With neither, --use_ref is implied.")
     window.add_argument("--lo", type=float, metavar="X", help="value mapped to 0")
     window.add_argument("--hi", type=float, metavar="Y", help="value mapped to 2**bits-1")
     window.add_argument("--use_ref", "--use-ref", action="store_true", help="take lo/hi from a reference image")

@@ -98,3 +98,31 @@ def write_tiff_dir(directory: str, pattern: str = "recon_%05d.tif", count: int =
         tifffile.imwrite(path, image.astype(dtype), metadata=None)
         paths.append(path)
     return paths
+
+
+def write_astra_rank4(path: str, height: int = 32, width: int = 32, count: int = 130, seed: int = 0) -> str:
+    """A rank-4 reconstruction (height, 1, width, index) at ``2-AstraReconGpu-tomo/data``, as in
+    the beamline page's second example."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with h5py.File(path, "w") as file:
+        data = file.create_dataset("2-AstraReconGpu-tomo/data", (height, 1, width, count), np.float32,
+                                   chunks=(height, 1, width, 1))
+        for index in range(count):
+            data[:, 0, :, index] = recon_slice(index, height, width, seed)
+    return "2-AstraReconGpu-tomo/data"
+
+
+def write_seed_examples(directory: str) -> None:
+    """The files the README's examples (the beamline page's commands) run on."""
+    write_savu_recon(os.path.join(directory, "13429_processed.nxs"), height=64, count=60, width=64, chunks=(16, 16, 16))
+    write_astra_rank4(os.path.join(directory, "tomo_p2_astra_recon_gpu.h5"))
+    write_gda_raw(os.path.join(directory, "23912.nxs"), projections=2159, flats=10, darks=10, height=16, width=24)
+    write_tiff_dir(os.path.join(directory, "87637"), "recon_129200_%05d.tif", count=2159, height=16, width=24)
+
+
+if __name__ == "__main__":
+    import sys
+
+    target = sys.argv[1] if len(sys.argv) > 1 else "demo"
+    write_seed_examples(target)
+    print(f"wrote the example files to {target}/")
