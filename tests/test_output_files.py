@@ -1,0 +1,160 @@
+"""What the written files are: readable by other tools, self-describing, atomic, verifiable."""
+
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from conftest import BIN, assert_quantised, read_tiff, run_cli, tiff_names
+from tomotiff import FORMULA, __version__, dequantise, synthetic
+
+
+@pytest.fixture(scope="module")
+def recon(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("recon") / "recon.nxs"
+    synthetic.write_savu_recon(str(path), height=48, count=40, width=56, chunks=(16, 8, 16))
+    return path
+
+
+def test_metadata_records_how_each_image_was_made(recon, tmp_path):
+    done = run_cli("nxs2tiffux", "-i", "1", "-b", "3", "-s", "9", "-u", "16", "--use_ref", "-p", "0.5",
+                   "-o", "s_%04d.tif", recon, tmp_path)
+    assert done.returncode == 0, done.stderr
+    image, meta = read_tiff(tmp_path / "s_0005.tif")
+    assert meta["source"] == str(recon) and meta["dataset"] == "/entry/final_result_tomo/data"
+    assert (meta["index"], meta["axis"], meta["bits"]) == (5, 1, 16)
+    assert (meta["dtype_in"], meta["dtype_out"]) == ("float32", "uint16")
+    assert meta["formula"] == FORMULA and meta["tomotiff_version"] == __version__
+    assert meta["window"]["reference"] == 6 and meta["window"]["percent"] == 0.5  # middle of 3..8
+    original = tifffile.imread(tmp_path / "s_0005.tif")
+    restored = dequantise(original, meta["lo"], meta["hi"], meta["bits"])
+    with tifffile.TiffFile(tmp_path / "s_0005.tif") as tif:
+        assert tif.byteorder == "<" and tif.pages[0].compression == 1
+    assert restored.shape == image.shape == (48, 56)
+
+
+def test_manifest_lists_every_image_and_verify_checks_it(recon, tmp_path):
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "--lo", "0", "--hi", "0.002", recon, tmp_path).returncode == 0
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert [entry["index"] for entry in manifest["images"]] == list(range(40))
+    assert (manifest["lo"], manifest["hi"], manifest["output_pattern"]) == (0.0, 0.002, "image_%05d.tif")
+    ok = run_cli("tomotiff", "verify", tmp_path)
+    assert ok.returncode == 0 and "all images present" in ok.stdout
+    (tmp_path / "image_00007.tif").unlink()
+    with open(tmp_path / "image_00008.tif", "r+b") as handle:
+        handle.seek(-1, 2)
+        handle.write(b"\x01")
+    bad = run_cli("tomotiff", "verify", tmp_path)
+    assert bad.returncode == 2
+    assert "missing: image_00007.tif" in bad.stdout and "checksum mismatch: image_00008.tif" in bad.stdout
+
+
+def test_pillow_and_tiffinfo_read_the_output(recon, tmp_path):
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "8", recon, tmp_path / "u8").returncode == 0
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", recon, tmp_path / "u16").returncode == 0
+    for bits in (8, 16):
+        path = tmp_path / f"u{bits}" / "image_00001.tif"
+        with Image.open(path) as pil:
+            assert np.array_equal(np.asarray(pil), tifffile.imread(path))
+    if shutil.which("tiffinfo") is None:
+        pytest.skip("tiffinfo not installed (Debian package libtiff-tools; .ci/run installs it)")
+    info = subprocess.run(["tiffinfo", str(tmp_path / "u16" / "image_00001.tif")], capture_output=True, text=True)
+    assert info.returncode == 0 and "Bits/Sample: 16" in info.stdout and "Image Width: 56 Image Length: 48" in info.stdout
+
+
+def test_big_endian_and_uint16_tiff_inputs(tmp_path):
+    data = np.random.default_rng(5).integers(100, 60000, (3, 10, 12), dtype=np.uint16)
+    for index, image in enumerate(data):
+        tifffile.imwrite(tmp_path / f"b_{index}.tif", image, byteorder=">")
+    done = run_cli("tiff2tiffux", "-q", "-i", "b_%d.tif", "-o", "o_%d.tif", "--lo", "100", "--hi", "60000",
+                   tmp_path, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    for index in range(3):
+        image, meta = read_tiff(tmp_path / "out" / f"o_{index}.tif")
+        assert_quantised(image, data[index], 100, 60000, 8)
+    assert meta["dtype_in"] == "uint16"
+
+
+def test_nan_and_inf_pixels(tmp_path):
+    image = np.linspace(-1, 1, 64, dtype=np.float32).reshape(8, 8)
+    image[0, :3] = [np.nan, np.inf, -np.inf]
+    for index in range(2):
+        tifffile.imwrite(tmp_path / f"f_{index}.tif", image)
+    assert run_cli("tiff2tiffux", "-q", "-i", "f_%d.tif", "-o", "u_%d.tif", tmp_path, tmp_path).returncode == 0
+    out, meta = read_tiff(tmp_path / "u_1.tif")
+    assert out[0, :3].tolist() == [0, 255, 0]
+    assert (meta["lo"], meta["hi"]) == (float(image[0, 3]), 1.0)  # min/max of the finite pixels
+    assert_quantised(out, image, meta["lo"], meta["hi"], 8)
+
+
+def test_workers_do_not_change_the_bytes(recon, tmp_path):
+    for workers in ("1", "2", "3"):
+        done = run_cli("nxs2tiffux", "-q", "-i", "1", "-j", workers, "-p", "1", recon, tmp_path / workers)
+        assert done.returncode == 0
+    for name in tiff_names(tmp_path / "1"):
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes() == \
+               (tmp_path / "3" / name).read_bytes()
+
+
+def test_progress_is_silent_when_not_a_terminal_and_quiet_silences_stdout(recon, tmp_path):
+    loud = run_cli("nxs2tiffux", "-i", "1", recon, tmp_path / "a")
+    quiet = run_cli("nxs2tiffux", "-q", "-i", "1", recon, tmp_path / "b")
+    assert loud.stderr == "" and "window: lo=" in loud.stdout and "20 workers" not in loud.stdout
+    assert quiet.stdout == "" and quiet.stderr == ""
+
+
+def test_a_second_run_into_the_same_directory_is_refused_while_one_writes(recon, tmp_path):
+    lock = tmp_path / ".manifest.json.lock"
+    import fcntl
+
+    tmp_path.mkdir(exist_ok=True)
+    with open(lock, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        done = run_cli("nxs2tiffux", "-i", "1", recon, tmp_path)
+    assert done.returncode == 2 and "another tomotiff run is writing" in done.stderr
+    assert tiff_names(tmp_path) == []
+
+
+def _kill_when(process: subprocess.Popen, out: Path, files: int, during_write: bool) -> int:
+    """SIGKILL ``process`` once ``files`` images exist (and, if asked, while a temporary file exists)."""
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        names = [p.name for p in out.iterdir()] if out.exists() else []
+        finished = sum(name.endswith(".tif") and not name.startswith(".") for name in names)
+        writing = any(name.endswith(".part") for name in names)
+        if finished >= files and (writing or not during_write):
+            process.send_signal(signal.SIGKILL)
+            break
+    process.wait()
+    return process.returncode
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A volume that takes about a second to write, and its uninterrupted output."""
+    root = tmp_path_factory.mktemp("kill")
+    path = root / "big.nxs"
+    synthetic.write_savu_recon(str(path), height=256, count=120, width=256, chunks=(32, 8, 32))
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-j", "1", "--lo", "0", "--hi", "0.002", path, root / "ref").returncode == 0
+    return path, {p.name: p.read_bytes() for p in (root / "ref").iterdir()}
+
+
+@pytest.mark.parametrize("point", range(20))
+def test_sigkill_at_20_points_then_rerun_completes(big, tmp_path, point):
+    """Killed after k images (even points) or in the middle of a write (odd points)."""
+    path, reference = big
+    out = tmp_path / "out"
+    args = [str(BIN / "nxs2tiffux"), "-q", "-i", "1", "-j", "1", "--lo", "0", "--hi", "0.002", str(path), str(out)]
+    process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
+    assert _kill_when(process, out, files=point * 5, during_write=point % 2 == 1) == -signal.SIGKILL
+    for name in tiff_names(out) if out.exists() else []:
+        assert (out / name).read_bytes() == reference[name], f"{name} is partial or wrong after SIGKILL"
+    assert subprocess.run(args, stdin=subprocess.DEVNULL).returncode == 0
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == reference  # no temporary or lock files left
