@@ -10,6 +10,7 @@ import json
 import os
 
 from tomotiff.errors import TomotiffError
+from tomotiff.sink import write_error
 
 MANIFEST_NAME = "manifest.json"
 
@@ -25,7 +26,7 @@ def write_json(path: str, content: dict) -> None:
     except OSError as exc:
         if os.path.exists(temporary):
             os.unlink(temporary)
-        raise TomotiffError(f"cannot write {path}: {exc.strerror or exc}") from None
+        raise TomotiffError(write_error(path, exc)) from None
 
 
 def write_manifest(path: str, header: dict, images: list[dict]) -> None:

@@ -5,6 +5,7 @@ into place, so a killed run never leaves a partial file under a final name; the 
 name is fixed per image, so a rerun overwrites any leftover and ends with none.
 """
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -82,8 +83,14 @@ class TiffSink:
             os.replace(temporary, final)
         except OSError as exc:
             _remove(temporary)
-            raise TomotiffError(f"cannot write {final}: {exc.strerror or exc}") from None
+            raise TomotiffError(write_error(final, exc)) from None
         return {"index": index, "file": name, "sha256": digest}
+
+
+def write_error(path: str, exc: OSError) -> str:
+    """The one-line message for a failed write; a short write is a full disk or a size limit."""
+    full = exc.errno in (None, errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
+    return f"cannot write {path}: {exc.strerror or exc}" + ("; check free space, quotas and ulimit -f" if full else "")
 
 
 def _remove(path: str) -> None:
