@@ -1,6 +1,7 @@
 """What the written files are: readable by other tools, self-describing, atomic, verifiable."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -111,10 +112,9 @@ def test_progress_is_silent_when_not_a_terminal_and_quiet_silences_stdout(recon,
 
 
 def test_a_second_run_into_the_same_directory_is_refused_while_one_writes(recon, tmp_path):
-    lock = tmp_path / ".manifest.json.lock"
     import fcntl
 
-    tmp_path.mkdir(exist_ok=True)
+    lock = tmp_path / ".manifest.json.lock"
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         done = run_cli("nxs2tiffux", "-i", "1", recon, tmp_path)
@@ -158,3 +158,34 @@ def test_sigkill_at_20_points_then_rerun_completes(big, tmp_path, point):
         assert (out / name).read_bytes() == reference[name], f"{name} is partial or wrong after SIGKILL"
     assert subprocess.run(args, stdin=subprocess.DEVNULL).returncode == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == reference  # no temporary or lock files left
+
+
+def test_progress_bar_on_a_terminal(recon, tmp_path):
+    """stderr a terminal: a progress bar counting images; -q silences it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    def run_on_tty(*args: str) -> str:
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a real terminal's size
+        process = subprocess.Popen([str(BIN / "nxs2tiffux"), *args], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(leader, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        process.wait()
+        os.close(leader)
+        assert process.returncode == 0
+        return b"".join(chunks).decode(errors="replace")
+
+    assert "0/40 [" in run_on_tty("-i", "1", str(recon), str(tmp_path / "a"))  # cleared when done
+    assert run_on_tty("-q", "-i", "1", str(recon), str(tmp_path / "b")) == ""
