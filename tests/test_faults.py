@@ -55,7 +55,8 @@ def test_output_directory_deleted_mid_run(tmp_path):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (out.exists() and len(tiff_names(out)) >= 3):
         time.sleep(0.001)
-    shutil.rmtree(out)
+    out.rename(tmp_path / "gone")  # atomic, unlike rmtree racing the writer; then delete it
+    shutil.rmtree(tmp_path / "gone", ignore_errors=True)
     stderr = process.communicate()[1]
     assert process.returncode == 2 and "Traceback" not in stderr and "cannot write" in stderr
     assert len(stderr.strip().splitlines()) == 1

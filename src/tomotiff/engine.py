@@ -16,6 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from tomotiff.buffers import scratch
+from tomotiff.quantise import convert
 from tomotiff.sink import TiffSink
 from tomotiff.source import Source
 
@@ -28,19 +29,28 @@ def default_workers() -> int:
     return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
 
 
-def run(source: Source, transform: Transform, out_dtype: np.dtype, sink: TiffSink,
+def run(source: Source, transform: Transform | None, out_dtype: np.dtype, sink: TiffSink,
         workers: int = 1, progress: bool = False, first_tile: Callable[[np.ndarray], object] | None = None) -> list[dict]:
-    """Write every selected image; return the manifest entries. ``first_tile`` sees the first tile read."""
+    """Write every selected image; return the manifest entries.
+
+    ``transform`` None means the pixels are written as read (same dtype): whole-image tiles
+    then go to the sink without a copy. ``first_tile`` sees the first tile read.
+    """
     blocks = source.blocks()
     bar = tqdm(total=source.stop - source.begin, unit="img", disable=not progress, file=sys.stderr, leave=False)
 
     def one_block(block: tuple[int, int]) -> list[dict]:
         first, last = block
-        out = scratch("out", (last - first, *source.image_shape), out_dtype)
+        out = None
         for rows, tile in source.read_tiles(first, last):
             if first_tile is not None and block == blocks[0] and (rows.start or 0) == 0:
                 first_tile(tile[0])
-            transform(tile, out[:, rows])
+            if transform is None and rows == slice(None):
+                out = tile
+                continue
+            if out is None:
+                out = scratch("out", (last - first, *source.image_shape), out_dtype)
+            (transform or convert)(tile, out[:, rows])
         entries = [sink.write(first + k, out[k], source.image_origin(first + k)) for k in range(last - first)]
         bar.update(last - first)
         return entries

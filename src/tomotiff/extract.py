@@ -32,10 +32,11 @@ class Conversion:
             return output_dtype(self.bits)
         return np.dtype(np.float32) if self.mode == "float32" else np.dtype(in_dtype)
 
-    def transform(self):
+    def transform(self, in_dtype: np.dtype):
+        """The per-tile function, or None when the pixels are written exactly as read."""
         if self.mode == "quantise":
             return partial(_quantise_tile, lo=self.window.lo, hi=self.window.hi, bits=self.bits)
-        return convert
+        return None if self.out_dtype(in_dtype) == np.dtype(in_dtype) else convert
 
     def describe(self) -> dict:
         if self.mode != "quantise":
@@ -101,7 +102,7 @@ def extract(source: Source, output_dir: str, pattern: str, conversion: Conversio
     prepare_directory(os.path.dirname(os.path.abspath(manifest_path)))
     with directory_lock(os.path.dirname(os.path.abspath(manifest_path)), os.path.basename(manifest_path)):
         inspect = check_saturation if conversion.mode == "quantise" else None
-        images = engine.run(source, conversion.transform(), out_dtype, sink, workers, progress, inspect)
+        images = engine.run(source, conversion.transform(source.dtype), out_dtype, sink, workers, progress, inspect)
         header["output_pattern"] = pattern
         write_manifest(manifest_path, header, images)
     return {**header, "images": images}

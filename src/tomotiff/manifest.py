@@ -1,16 +1,15 @@
 """What was written, and how (the *manifest* stage): ``manifest.json`` beside the images.
 
-The manifest lists every image (index, file, sha256) with the source, the window and the
+The manifest lists every image (index, file, XXH3-128 checksum) with the source, the window and the
 formula, so any image can be traced and its original values recovered; :func:`verify`
 re-checks a directory against it.
 """
 
-import hashlib
 import json
 import os
 
 from tomotiff.errors import TomotiffError
-from tomotiff.sink import write_error
+from tomotiff.sink import CHECKSUM, file_checksum, write_error
 
 MANIFEST_NAME = "manifest.json"
 
@@ -52,10 +51,10 @@ def verify(directory: str, manifest_name: str = MANIFEST_NAME) -> list[str]:
         path = os.path.join(directory, entry["file"])
         try:
             with open(path, "rb") as handle:
-                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                digest = file_checksum(handle)
         except FileNotFoundError:
             problems.append(f"missing: {entry['file']} (image {entry['index']})")
             continue
-        if digest != entry["sha256"]:
+        if digest != entry[CHECKSUM]:
             problems.append(f"checksum mismatch: {entry['file']} (image {entry['index']})")
     return problems

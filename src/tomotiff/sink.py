@@ -12,13 +12,23 @@ import json
 import os
 from contextlib import contextmanager, suppress
 from collections.abc import Iterator
+from typing import BinaryIO
 
 import numpy as np
 import tifffile
+import xxhash
 
 from tomotiff import __version__
 from tomotiff.errors import TomotiffError
 from tomotiff.pattern import check_pattern, format_name
+
+
+CHECKSUM = "xxh3_128"  # of each whole file; `xxh128sum FILE` prints the same; ~10 GB/s, sha256 ~1 GB/s
+
+
+def file_checksum(handle: BinaryIO) -> str:
+    """The XXH3-128 checksum of an open file, read from its start."""
+    return hashlib.file_digest(handle, xxhash.xxh3_128).hexdigest()
 
 
 def temporary_name(name: str) -> str:
@@ -68,7 +78,7 @@ class TiffSink:
         return format_name(self.pattern, index)
 
     def write(self, index: int, image: np.ndarray, origin: dict) -> dict:
-        """Write one image atomically; return its manifest entry (index, file, sha256)."""
+        """Write one image atomically; return its manifest entry (index, file, checksum)."""
         name = self.name(index)
         final = os.path.join(self.directory, name)
         temporary = os.path.join(self.directory, temporary_name(name))
@@ -79,12 +89,12 @@ class TiffSink:
                 tifffile.imwrite(handle, image, description=description, metadata=None, photometric="minisblack",
                                  byteorder="<", software=f"tomotiff {__version__}")
                 handle.seek(0)
-                digest = hashlib.file_digest(handle, "sha256").hexdigest()
+                digest = file_checksum(handle)
             os.replace(temporary, final)
         except OSError as exc:
             _remove(temporary)
             raise TomotiffError(write_error(final, exc)) from None
-        return {"index": index, "file": name, "sha256": digest}
+        return {"index": index, "file": name, CHECKSUM: digest}
 
 
 def write_error(path: str, exc: OSError) -> str:
