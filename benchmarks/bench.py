@@ -70,17 +70,56 @@ class CaseSpec:
 CASES = {
     spec.name: spec
     for spec in (
-        CaseSpec("A", "Savu-like float32 recon (H, index, W), chunks (32, 32, 32), images on axis 1",
-                 256, (1024, 1024), "float32", "/entry/final_result_tomo/data", 1, (32, 32, 32),
-                 RECON_WINDOW, scaling=True),
-        CaseSpec("B", "float32 recon (index, H, W), contiguous, images on axis 0",
-                 128, (2048, 2048), "float32", "/entry/final_result_tomo/data", 0, None,
-                 RECON_WINDOW, one_worker=True, float32_out=True, peer=True),
-        CaseSpec("C", "uint16 raw projections (index, H, W), one chunk per image",
-                 256, (2048, 2048), "uint16", "/entry1/instrument/pco1_hw_hdf/data", 0, (1, 2048, 2048),
-                 RAW_WINDOW, peer=True, scaling=True),
-        CaseSpec("D", "directory of float32 2048x2048 single-page TIFFs",
-                 128, (2048, 2048), "float32", None, 0, None, RECON_WINDOW),
+        CaseSpec(
+            name="A",
+            description="Savu-like float32 recon (H, index, W), chunks (32, 32, 32), images on axis 1",
+            images=256,
+            image_shape=(1024, 1024),
+            dtype="float32",
+            dataset="/entry/final_result_tomo/data",
+            axis=1,
+            chunks=(32, 32, 32),
+            window=RECON_WINDOW,
+            scaling=True,
+        ),
+        CaseSpec(
+            name="B",
+            description="float32 recon (index, H, W), contiguous, images on axis 0",
+            images=128,
+            image_shape=(2048, 2048),
+            dtype="float32",
+            dataset="/entry/final_result_tomo/data",
+            axis=0,
+            chunks=None,
+            window=RECON_WINDOW,
+            one_worker=True,
+            float32_out=True,
+            peer=True,
+        ),
+        CaseSpec(
+            name="C",
+            description="uint16 raw projections (index, H, W), one chunk per image",
+            images=256,
+            image_shape=(2048, 2048),
+            dtype="uint16",
+            dataset="/entry1/instrument/pco1_hw_hdf/data",
+            axis=0,
+            chunks=(1, 2048, 2048),
+            window=RAW_WINDOW,
+            peer=True,
+            scaling=True,
+        ),
+        CaseSpec(
+            name="D",
+            description="directory of float32 2048x2048 single-page TIFFs",
+            images=128,
+            image_shape=(2048, 2048),
+            dtype="float32",
+            dataset=None,
+            axis=0,
+            chunks=None,
+            window=RECON_WINDOW,
+        ),
     )
 }
 
@@ -227,6 +266,7 @@ def chunk_shape(spec: CaseSpec, shape: tuple[int, int, int]) -> tuple[int, int, 
 
 
 def write_hdf5(spec: CaseSpec, images: int, path: Path) -> None:
+    """Write with h5py defaults (no compression, default libver), as Savu and the detectors do."""
     height, width = spec.image_shape
     shape = (images, height, width) if spec.axis == 0 else (height, images, width)
     with h5py.File(path, "w") as f:
@@ -239,6 +279,7 @@ def write_hdf5(spec: CaseSpec, images: int, path: Path) -> None:
 
 
 def write_tiff_dir(spec: CaseSpec, images: int, path: Path) -> None:
+    """One uncompressed single-page TIFF per image, as reconstruction pipelines write them."""
     path.mkdir()
     for first, block in image_blocks(spec, images):
         for j, image in enumerate(block):
@@ -259,11 +300,14 @@ def generate(volume: Volume) -> None:
     else:
         write_hdf5(volume.spec, volume.images, volume.path)
     os.sync()
-    log(f"case {volume.spec.name}: generated {volume.images} images, {volume.input_bytes / MB:.0f} MB "
-        f"in {time.perf_counter() - started:.0f} s")
+    log(
+        f"case {volume.spec.name}: generated {volume.images} images, {volume.input_bytes / MB:.0f} MB "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def remove(path: Path) -> None:
+    """Free the disk before the next volume: only one case's input exists at a time."""
     if path.is_dir():
         shutil.rmtree(path)
     else:
@@ -283,7 +327,9 @@ def write_peer_link(volume: Volume, root: Path) -> Path:
 
 def find_tool(name: str, bin_dir: Path | None) -> str | None:
     """Look in `bin_dir` if given, else next to this interpreter (an unactivated venv) and on PATH."""
-    search = str(bin_dir) if bin_dir else os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    search = (
+        str(bin_dir) if bin_dir else os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    )
     return shutil.which(name, path=search)
 
 
@@ -292,13 +338,18 @@ def find_peer() -> str | None:
     tool = find_tool("nabu-cast", None)
     if tool is None:
         log("nabu-cast not found: trying pip install nabu")
-        proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "nabu"],
-                              capture_output=True, text=True, timeout=TIMEOUT_S)
+        proc = subprocess.run(
+            [sys.executable, "-m", "pip", "install", "-q", "nabu"],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+        )
         if proc.returncode:
             log(f"pip install nabu failed: {last_line(proc.stderr)}")
             return None
         tool = find_tool("nabu-cast", None)
-    if tool is None or subprocess.run([tool, "--help"], capture_output=True).returncode:
+    if tool is None or subprocess.run([tool, "--help"], check=False, capture_output=True).returncode:
         return None
     return tool
 
@@ -310,12 +361,14 @@ def window_args(spec: CaseSpec) -> list[str]:
 
 
 def tomotiff_row(key: str, label: str, tool: str | None, args: list[str]) -> Row:
+    """A tomotiff command, or a 'not installed' row so the report still lists what was not measured."""
     if tool is None:
         return Row(key, label, None, status="not installed")
     return Row(key, label, [tool, *args])
 
 
 def tomotiff_u8_row(volume: Volume, tools: dict[str, str | None], outdir: Path, jobs: int) -> Row:
+    """The command a user would type for this case: nxs2tiffux for HDF5, tiff2tiffux for a TIFF directory."""
     spec = volume.spec
     key, label = f"tomotiff-u8-j{jobs}", f"tomotiff uint8 -j {jobs}"
     common = ["-u", "8", *window_args(spec), "-j", str(jobs), str(volume.path), str(outdir)]
@@ -325,6 +378,7 @@ def tomotiff_u8_row(volume: Volume, tools: dict[str, str | None], outdir: Path, 
 
 
 def naive_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
+    """naive.py under this interpreter, so it uses the same numpy, h5py and tifffile as tomotiff."""
     spec = volume.spec
     argv = [sys.executable, str(NAIVE), str(volume.path), str(outdir)]
     argv += ["--pattern", TIFF_PATTERN] if spec.dataset is None else ["-d", spec.dataset, "-i", str(spec.axis)]
@@ -334,20 +388,40 @@ def naive_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
 
 
 def ceiling_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
-    argv = [sys.executable, str(CEILING), "--images", str(volume.images),
-            "--output-bytes", str(volume.nbytes(out_dtype)), str(outdir), *map(str, volume.files())]
+    """ceiling.py writing exactly the bytes the `out_dtype` output would hold."""
+    argv = [
+        sys.executable,
+        str(CEILING),
+        "--images",
+        str(volume.images),
+        "--output-bytes",
+        str(volume.nbytes(out_dtype)),
+        str(outdir),
+        *map(str, volume.files()),
+    ]
     return Row(f"ceiling-{short(out_dtype)}", f"I/O ceiling {out_dtype}", argv)
 
 
 def peer_row(volume: Volume, nabu: str | None, link: Path, outdir: Path) -> Row:
+    """nabu-cast with the same window as tomotiff (given explicitly, so it does not compute a histogram)."""
     if nabu is None:
         return Row("peer-u8", "nabu-cast uint8", None, status="peer unavailable")
     lo, hi = volume.spec.window
-    return Row("peer-u8", "nabu-cast uint8", [
-        nabu, f"hdf5:volume:{link}?path=entry", "--output-data-type", "uint8",
-        "--output_volume", f"tiff:volume:{outdir}?file_prefix=nabu",
-        f"--data_min={lo:g}", f"--data_max={hi:g}", "--overwrite",
-    ])
+    return Row(
+        "peer-u8",
+        "nabu-cast uint8",
+        [
+            nabu,
+            f"hdf5:volume:{link}?path=entry",
+            "--output-data-type",
+            "uint8",
+            "--output_volume",
+            f"tiff:volume:{outdir}?file_prefix=nabu",
+            f"--data_min={lo:g}",
+            f"--data_max={hi:g}",
+            "--overwrite",
+        ],
+    )
 
 
 def case_rows(volume: Volume, tools: dict[str, str | None], nabu: str | None, root: Path, outdir: Path) -> list[Row]:
@@ -357,9 +431,14 @@ def case_rows(volume: Volume, tools: dict[str, str | None], nabu: str | None, ro
     if spec.one_worker:
         rows.append(tomotiff_u8_row(volume, tools, outdir, 1))
     if spec.float32_out:
-        rows.append(tomotiff_row("tomotiff-fp-j2", "tomotiff float32 -j 2", tools["nxs2tiff"],
-                                 ["-q", "--fp", "-d", spec.dataset, "-i", str(spec.axis), "-j", "2",
-                                  str(volume.path), str(outdir)]))
+        rows.append(
+            tomotiff_row(
+                "tomotiff-fp-j2",
+                "tomotiff float32 -j 2",
+                tools["nxs2tiff"],
+                ["-q", "--fp", "-d", spec.dataset, "-i", str(spec.axis), "-j", "2", str(volume.path), str(outdir)],
+            )
+        )
     out_dtypes = ["uint8", "float32"] if spec.float32_out else ["uint8"]
     rows += [naive_row(volume, outdir, d) for d in out_dtypes]
     rows += [ceiling_row(volume, outdir, d) for d in out_dtypes]
@@ -388,8 +467,9 @@ def run_once(row: Row, outdir: Path, images: int) -> None:
     rss_file = outdir.parent / "rss.txt"
     argv = [TIME_BIN, "-f", "%M", "-o", str(rss_file), *row.argv]
     started = time.perf_counter()
-    with subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as proc:
+    with subprocess.Popen(
+        argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    ) as proc:
         try:
             _, stderr = proc.communicate(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
@@ -419,8 +499,9 @@ def measure(volume: Volume, rows: list[Row], repeats: int, outdir: Path, name: s
     return CaseResult(name, volume.spec.description, volume.images, volume.input_bytes, rows)
 
 
-def run_case(spec: CaseSpec, images: int, repeats: int, root: Path,
-             tools: dict[str, str | None], nabu: str | None) -> list[CaseResult]:
+def run_case(
+    spec: CaseSpec, images: int, repeats: int, root: Path, tools: dict[str, str | None], nabu: str | None
+) -> list[CaseResult]:
     """Measure one case, then (for A and C) tomotiff alone on twice the images, one input on disk at a time."""
     outdir = root / "out"
     volume = volume_for(spec, images, root)
@@ -469,8 +550,13 @@ def speed_ratio(case: CaseResult, faster: str, slower: str) -> float | None:
 
 
 def ratios(results: list[CaseResult]) -> list[dict]:
-    return [{"case": c.name, "ratio": name, "value": speed_ratio(c, faster, slower)}
-            for c in results for faster, slower, name in RATIOS if c.row(faster) and c.row(slower)]
+    """Every RATIOS pair present in a case, measured or not, so missing tools show as n/a."""
+    return [
+        {"case": c.name, "ratio": name, "value": speed_ratio(c, faster, slower)}
+        for c in results
+        for faster, slower, name in RATIOS
+        if c.row(faster) and c.row(slower)
+    ]
 
 
 def memory_scaling(results: list[CaseResult]) -> list[dict]:
@@ -480,8 +566,14 @@ def memory_scaling(results: list[CaseResult]) -> list[dict]:
     for name in (n for n, spec in CASES.items() if spec.scaling and n in by_name):
         base = by_name[name].row("tomotiff-u8-j2").peak_rss_mb
         doubled = by_name[f"{name}-2x"].row("tomotiff-u8-j2").peak_rss_mb
-        rows.append({"case": name, "rss_mb": base, "rss_mb_doubled": doubled,
-                     "ratio": doubled / base if base and doubled else None})
+        rows.append(
+            {
+                "case": name,
+                "rss_mb": base,
+                "rss_mb_doubled": doubled,
+                "ratio": doubled / base if base and doubled else None,
+            }
+        )
     return rows
 
 
@@ -498,12 +590,18 @@ def targets(results: list[CaseResult], scaling: list[dict]) -> list[dict]:
             value = speed_ratio(by_name[case], faster, slower)
             out.append({"target": name, "value": value, "result": verdict(None if value is None else value >= minimum)})
     peaks = [r.peak_rss_mb for c in results for r in c.rows if r.key.startswith("tomotiff") and r.peak_rss_mb]
-    out.append({"target": f"peak RSS < {RSS_LIMIT_MB:.0f} MB in every tomotiff run", "value": max(peaks, default=None),
-                "result": verdict(max(peaks) < RSS_LIMIT_MB if peaks else None)})
+    out.append(
+        {
+            "target": f"peak RSS < {RSS_LIMIT_MB:.0f} MB in every tomotiff run",
+            "value": max(peaks, default=None),
+            "result": verdict(max(peaks) < RSS_LIMIT_MB if peaks else None),
+        }
+    )
     for s in scaling:
         ok = None if s["ratio"] is None else abs(s["ratio"] - 1) <= RSS_SCALING_TOLERANCE
-        out.append({"target": f"{s['case']} peak RSS within 10% at 2x images", "value": s["ratio"],
-                    "result": verdict(ok)})
+        out.append(
+            {"target": f"{s['case']} peak RSS within 10% at 2x images", "value": s["ratio"], "result": verdict(ok)}
+        )
     return out
 
 
@@ -516,32 +614,64 @@ def markdown(report: dict) -> str:
     settings = report["settings"]
     lines = ["## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in report["machine"].items()]
-    lines += ["", f"## Results (scale {settings['scale']:g}, median of {settings['repeats']} runs, input warm in page cache)",
-              "", "| case | command | images | median s | MB/s (input) | peak RSS MB | status |",
-              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
+    lines += [
+        "",
+        f"## Results (scale {settings['scale']:g}, median of {settings['repeats']} runs, input warm in page cache)",
+        "",
+        "| case | command | images | median s | MB/s (input) | peak RSS MB | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for case in report["cases"]:
         for row in case["rows"]:
-            lines.append(f"| {case['case']} | {row['label']} | {case['images']} | {fmt(row['median_s'], '.2f')} | "
-                         f"{fmt(row['mb_per_s'], '.0f')} | {fmt(row['peak_rss_mb'], '.0f')} | {row['status']} |")
-    lines += ["", "## Ratios (speed: how many times faster the first ran than the second)", "",
-              "| case | ratio | value |", "| --- | --- | ---: |"]
+            lines.append(
+                f"| {case['case']} | {row['label']} | {case['images']} | {fmt(row['median_s'], '.2f')} | "
+                f"{fmt(row['mb_per_s'], '.0f')} | {fmt(row['peak_rss_mb'], '.0f')} | {row['status']} |"
+            )
+    lines += [
+        "",
+        "## Ratios (speed: how many times faster the first ran than the second)",
+        "",
+        "| case | ratio | value |",
+        "| --- | --- | ---: |",
+    ]
     lines += [f"| {r['case']} | {r['ratio']} | {fmt(r['value'], '.2f')} |" for r in report["ratios"]]
-    lines += ["", "## Memory scaling (tomotiff uint8 -j 2)", "",
-              "| case | peak RSS MB | peak RSS MB, 2x images | ratio |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {s['case']} | {fmt(s['rss_mb'], '.0f')} | {fmt(s['rss_mb_doubled'], '.0f')} | {fmt(s['ratio'], '.2f')} |"
-              for s in report["memory_scaling"]]
+    lines += [
+        "",
+        "## Memory scaling (tomotiff uint8 -j 2)",
+        "",
+        "| case | peak RSS MB | peak RSS MB, 2x images | ratio |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {s['case']} | {fmt(s['rss_mb'], '.0f')} | {fmt(s['rss_mb_doubled'], '.0f')} | {fmt(s['ratio'], '.2f')} |"
+        for s in report["memory_scaling"]
+    ]
     lines += ["", "## Targets", "", "| target | value | result |", "| --- | ---: | --- |"]
     lines += [f"| {t['target']} | {fmt(t['value'], '.2f')} | {t['result']} |" for t in report["targets"]]
     return "\n".join(lines)
 
 
 def case_json(case: CaseResult) -> dict:
+    """Everything measured, including each run's time and RSS, for comparing runs later."""
     return {
-        "case": case.name, "description": case.description, "images": case.images, "input_bytes": case.input_bytes,
-        "rows": [{"key": r.key, "label": r.label, "argv": r.argv, "status": r.status, "times_s": r.times,
-                  "median_s": r.median_s, "peak_rss_mb": r.peak_rss_mb,
-                  "rss_mb": [k * 1024 / MB for k in r.rss_kib],
-                  "mb_per_s": case.input_bytes / MB / r.median_s if r.median_s else None} for r in case.rows],
+        "case": case.name,
+        "description": case.description,
+        "images": case.images,
+        "input_bytes": case.input_bytes,
+        "rows": [
+            {
+                "key": r.key,
+                "label": r.label,
+                "argv": r.argv,
+                "status": r.status,
+                "times_s": r.times,
+                "median_s": r.median_s,
+                "peak_rss_mb": r.peak_rss_mb,
+                "rss_mb": [k * 1024 / MB for k in r.rss_kib],
+                "mb_per_s": case.input_bytes / MB / r.median_s if r.median_s else None,
+            }
+            for r in case.rows
+        ],
     }
 
 
@@ -573,7 +703,13 @@ def machine() -> dict[str, str]:
         "tifffile": tifffile.__version__,
         "tomotiff": package_version("tomotiff"),
         "nabu": package_version("nabu"),
+        "load average at start": load_average(),
     }
+
+
+def load_average() -> str:
+    """The machine is shared: a load near or above nproc means the figures include contention."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def ensure_time_binary() -> None:
@@ -586,6 +722,7 @@ def ensure_time_binary() -> None:
 
 
 def scaled_images(spec: CaseSpec, scale: float) -> int:
+    """--scale changes only the image count: per-image costs stay those of real image sizes."""
     return max(MIN_IMAGES, round(spec.images * scale))
 
 
@@ -612,10 +749,18 @@ def last_line(text: str) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiplies the number of images of every case (image size is fixed); default 1")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()),
-                        help="a fresh temporary directory is made (and removed) inside it; default the system temp dir")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiplies the number of images of every case (image size is fixed); default 1",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="a fresh temporary directory is made (and removed) inside it; default the system temp dir",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per command; the median is reported; default 3")
     parser.add_argument("--json", type=Path, help="also write the full results as JSON here")
     parser.add_argument("--cases", default="A,B,C,D", help="comma-separated subset of A,B,C,D")
@@ -644,15 +789,23 @@ def main() -> None:
     info = machine()
     root = Path(tempfile.mkdtemp(prefix="tomotiff-bench-", dir=args.workdir))
     try:
-        results = [r for spec in specs
-                   for r in run_case(spec, scaled_images(spec, args.scale), args.repeats, root, tools, nabu)]
+        results = [
+            r
+            for spec in specs
+            for r in run_case(spec, scaled_images(spec, args.scale), args.repeats, root, tools, nabu)
+        ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    info["load average at end"] = load_average()
     scaling = memory_scaling(results)
     report = {
         "machine": info,
-        "settings": {"scale": args.scale, "repeats": args.repeats, "cases": args.cases,
-                     "tools": {**tools, "nabu-cast": nabu}},
+        "settings": {
+            "scale": args.scale,
+            "repeats": args.repeats,
+            "cases": args.cases,
+            "tools": {**tools, "nabu-cast": nabu},
+        },
         "cases": [case_json(c) for c in results],
         "ratios": ratios(results),
         "memory_scaling": scaling,

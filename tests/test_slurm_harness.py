@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -57,21 +58,13 @@ SNAKEFILE = textwrap.dedent(
 )
 
 # What Snakemake needs to use this cluster (see slurm_cluster's docstring).
-SNAKEMAKE_SLURM_ARGS = [
-    "--executor",
-    "slurm",
-    "--jobs",
-    "4",
-    "--default-resources",
-    "mem_mb=100",
-    "runtime=5",
-    "--slurm-status-command",
-    "squeue",
-    "--slurm-init-seconds-before-status-checks",
-    "1",
-    "--seconds-between-status-checks",
-    "1",
-]
+# Status checks start after 1 s; the plugin then adds 10 s after every check
+# that finds nothing finished, so longer initial intervals only make it slower.
+SNAKEMAKE_SLURM_ARGS = shlex.split(
+    "--executor slurm --jobs 4 --default-resources mem_mb=100 runtime=5"
+    " --slurm-status-command squeue"
+    " --slurm-init-seconds-before-status-checks 1 --seconds-between-status-checks 1"
+)
 
 
 def snakemake_args(cluster: SlurmCluster) -> list[str]:
@@ -87,7 +80,7 @@ def snakemake_args(cluster: SlurmCluster) -> list[str]:
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """One cluster for the module: start-up is the slow part."""
+    """One cluster shared by the module's tests, stopped after the last one."""
     try:
         with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
             running.wait_ready(60)
