@@ -40,7 +40,8 @@ def test_savu_default_signal_reference_window(real, tmp_path):
     assert f"lo={float(lo)!r} hi={float(hi)!r}" in done.stdout
     image, meta = read_tiff(tmp_path / "image_00009.tif")
     assert_quantised(image, volume[:, 9, :], lo, hi, 16)
-    assert meta["window"] == {"lo": float(lo), "hi": float(hi), "method": "reference", "reference": 5, "percent": 1.0}
+    assert meta["window"] == {"lo": float(lo), "hi": float(hi), "method": "reference", "reference": 5, "percent": 1.0,
+                             "sample": None}
 
 
 def test_k11_raw_uint16_through_external_link(real, tmp_path):

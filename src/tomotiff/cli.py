@@ -11,9 +11,12 @@ from collections.abc import Callable
 
 from tomotiff import __version__, engine
 from tomotiff.errors import TomotiffError
-from tomotiff.extract import Conversion, choose_window, extract, keep_conversion
+from tomotiff.extract import Conversion, Layout, choose_window, extract, keep_conversion
+from tomotiff.keys import SELECTIONS, raw_scan
 from tomotiff.manifest import verify
 from tomotiff.pattern import check_pattern, format_name
+from tomotiff.selection import Crop
+from tomotiff.sink import COMPRESSIONS, TiffFormat
 from tomotiff.source import Hdf5Source, Source, TiffDirSource
 
 EXIT_USAGE = 2
@@ -50,6 +53,30 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-V", "--version", action="version", version=f"%(prog)s (tomotiff) {__version__}")
 
 
+def _add_layout(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("output choices")
+    group.add_argument("--compression", choices=tuple(COMPRESSIONS), default="none",
+                       help="TIFF compression (zstd is fast; zlib, lzw and packbits are widely readable)")
+    group.add_argument("--stack", action="store_true",
+                       help="write one multi-page BigTIFF (ImageJ stack with --imagej) named as the first image")
+    group.add_argument("--imagej", action="store_true",
+                       help="ImageJ metadata, so ImageJ/Fiji shows the right dimensions and display range")
+    group.add_argument("--crop", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), default=None,
+                       help="pixels removed from each edge of every image")
+    group.add_argument("--bin", type=int, choices=(2, 4), default=1,
+                       help="mean binning of 2x2 or 4x4 pixels, before quantisation (default: none)")
+
+
+def _add_raw(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "raw scans", "NXtomo raw scans mark images with image_key (0 projection, 1 flat, 2 dark); found at the\n"
+        "NXtomo locations or anywhere in the file. The default window then comes from projections only.")
+    group.add_argument("--keys", choices=SELECTIONS, default="all", help="which images to write")
+    group.add_argument("--split-keys", action="store_true",
+                       help="write projections/, flats/ and darks/ subdirectories (images keep their scan index)")
+    group.add_argument("--image-key-path", metavar="PATH", help="the image_key dataset, if not found by itself")
+
+
 def _add_hdf5(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input_file", metavar="INPUT_FILE", help="HDF5/NeXus file (.nxs, .h5)")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="directory for the TIFFs (created if missing)")
@@ -76,6 +103,10 @@ def _add_reduction(parser: argparse.ArgumentParser) -> None:
                         help="reference image index (default: the middle image of the range)")
     window.add_argument("-p", "--percent", type=float, default=0.0, metavar="P",
                         help="percent cut from each end of the reference image's values, 0 <= P < 50 (0: min/max)")
+    window.add_argument("--window", choices=("reference", "global"), default="reference",
+                        help="global: percentiles of all selected images (one streaming pass), not of one image")
+    window.add_argument("--sample", type=int, default=1, metavar="N",
+                        help="with --window global, read every Nth image only")
 
 
 EPILOG_NXS2TIFF = """examples:
@@ -95,6 +126,8 @@ def _nxs2tiff_parser() -> argparse.ArgumentParser:
     _add_hdf5(parser)
     parser.add_argument("--fp", action="store_true",
                         help="write 32-bit floating point (needed for floating-point data; widens integer data)")
+    _add_raw(parser)
+    _add_layout(parser)
     return parser
 
 
@@ -103,6 +136,8 @@ def _nxs2tiffux_parser() -> argparse.ArgumentParser:
                      EPILOG_NXS2TIFFUX)
     _add_hdf5(parser)
     _add_reduction(parser)
+    _add_raw(parser)
+    _add_layout(parser)
     return parser
 
 
@@ -117,6 +152,7 @@ def _tiff2tiffux_parser() -> argparse.ArgumentParser:
                         help="printf-style output file name (default: the input pattern)")
     _add_common(parser)
     _add_reduction(parser)
+    _add_layout(parser)
     return parser
 
 
@@ -134,48 +170,70 @@ def _check_workers(workers: int) -> int:
     return workers
 
 
-def _run(args: argparse.Namespace, source: Source, pattern: str, conversion: Conversion) -> None:
+def _layout(args: argparse.Namespace) -> Layout:
+    return Layout(TiffFormat(args.compression, args.imagej), args.stack, args.bin)
+
+
+def _crop(args: argparse.Namespace) -> Crop:
+    return Crop(*args.crop) if args.crop else Crop()
+
+
+def _run(args: argparse.Namespace, source: Source, output_dir: str, pattern: str, conversion: Conversion) -> None:
     say = _say(args)
     workers = _check_workers(args.workers)
-    count = source.stop - source.begin
-    say(f"{source.describe()['source']}: images {source.begin}..{source.stop - 1} ({count}) "
-        f"-> {os.path.join(args.output_dir, pattern)}, {conversion.out_dtype(source.dtype)}, {workers} workers")
-    if conversion.window is not None:
-        say(conversion.window.describe())
+    count = len(source.indices)
+    first, last = int(source.indices[0]), int(source.indices[-1])
+    say(f"{source.describe()['source']}: {count} images, {first}..{last} "
+        f"-> {os.path.join(output_dir, pattern)}, {conversion.out_dtype(source.dtype)}, {workers} workers")
     progress = not args.quiet and sys.stderr.isatty()
-    extract(source, args.output_dir, pattern, conversion, workers, progress, warn=_warn(args))
-    say(f"wrote {count} images and manifest.json to {args.output_dir}")
+    extract(source, output_dir, pattern, conversion, workers, progress, warn=_warn(args), layout=_layout(args))
+    say(f"wrote {count} images and manifest.json to {output_dir}")
 
 
 def _reduction(args: argparse.Namespace, source: Source) -> Conversion:
+    if args.sample < 1:
+        raise TomotiffError(f"--sample must be at least 1, got {args.sample}")
     reference = args.ref if args.use_ref or args.ref is not None else None
-    window = choose_window(source, args.lo, args.hi, reference, args.percent)
+    window = choose_window(source, args.lo, args.hi, reference, args.percent, args.window, args.sample)
+    _say(args)(window.describe())
     return Conversion("quantise", args.bits, window)
 
 
-def _nxs2tiff(args: argparse.Namespace) -> None:
+def _extract_hdf5(args: argparse.Namespace, conversion_for: Callable[[Source], Conversion]) -> None:
+    """nxs2tiff and nxs2tiffux: the window comes from the projections of a raw scan, and the
+    output is one directory or (--split-keys) one per kind of image."""
     check_pattern(args.output_pattern, "-o/--output-pattern")
-    source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop)
+    source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop, _crop(args))
     try:
-        _run(args, source, args.output_pattern, keep_conversion(source.dtype, args.fp))
+        required = args.keys != "all" or args.split_keys or args.image_key_path is not None
+        scan = raw_scan(source.file, source.selection.shape[source.selection.axis], args.image_key_path, required)
+        outputs = [("", source.indices)]
+        if scan is not None:
+            source.use_keys(scan)
+            projections = scan.indices("projections", source.begin, source.stop)
+            source.indices = projections if projections.size else source.indices
+            outputs = scan.outputs(args.keys, args.split_keys, source.begin, source.stop)
+        conversion = conversion_for(source)
+        for subdirectory, indices in outputs:
+            source.indices = indices
+            _run(args, source, os.path.join(args.output_dir, subdirectory), args.output_pattern, conversion)
     finally:
         source.close()
+
+
+def _nxs2tiff(args: argparse.Namespace) -> None:
+    _extract_hdf5(args, lambda source: keep_conversion(source.dtype, args.fp))
 
 
 def _nxs2tiffux(args: argparse.Namespace) -> None:
-    check_pattern(args.output_pattern, "-o/--output-pattern")
-    source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop)
-    try:
-        _run(args, source, args.output_pattern, _reduction(args, source))
-    finally:
-        source.close()
+    _extract_hdf5(args, lambda source: _reduction(args, source))
 
 
 def _tiff2tiffux(args: argparse.Namespace) -> None:
     pattern = check_pattern(args.output_pattern or args.input_pattern, "-o/--output-pattern")
-    source = TiffDirSource(args.input_dir, args.input_pattern, args.begin, args.stop)
+    source = TiffDirSource(args.input_dir, args.input_pattern, args.begin, args.stop, _crop(args))
     _refuse_overwriting_inputs(source, args.output_dir, pattern)
-    _run(args, source, pattern, _reduction(args, source))
+    _run(args, source, args.output_dir, pattern, _reduction(args, source))
 
 
 def _refuse_overwriting_inputs(source: TiffDirSource, output_dir: str, pattern: str) -> None:

@@ -74,9 +74,8 @@ def _children(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, 
             obj = group[name]
         except (KeyError, OSError):
             continue
-        key = (obj.file.filename, obj.id.addr if hasattr(obj.id, "addr") else prefix + name)
-        if key not in seen:
-            seen.add(key)
+        if obj not in seen:  # h5py objects compare equal when they are the same object in the same file
+            seen.add(obj)
             yield f"{prefix}{name}", obj
 
 

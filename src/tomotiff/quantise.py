@@ -90,7 +90,11 @@ def _quantise_blocks(image, out, work, lo, scale, top, buffer) -> None:
 
 
 def convert(image: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """Copy ``image`` into ``out``'s dtype unchanged in value (nxs2tiff: keep or widen to float32)."""
+    """Copy ``image`` into ``out``'s dtype unchanged in value (nxs2tiff: keep or widen to float32).
+
+    Binned means of integer data are rounded half to even back to the integer type."""
+    if out.dtype.kind in "uib" and image.dtype.kind == "f":
+        image = np.rint(image)
     np.copyto(out, image, casting="unsafe")
     return out
 

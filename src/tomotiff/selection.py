@@ -12,6 +12,30 @@ from tomotiff.errors import TomotiffError
 
 
 @dataclass(frozen=True)
+class Crop:
+    """Pixels removed from each edge of every image (``--crop TOP BOTTOM LEFT RIGHT``)."""
+
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    def rows(self, height: int) -> slice:
+        return slice(self.top, height - self.bottom)
+
+    def cols(self, width: int) -> slice:
+        return slice(self.left, width - self.right)
+
+    def check(self, height: int, width: int) -> "Crop":
+        if min(self.top, self.bottom, self.left, self.right) < 0:
+            raise TomotiffError(f"--crop margins must be >= 0, got {self.top} {self.bottom} {self.left} {self.right}")
+        if self.top + self.bottom >= height or self.left + self.right >= width:
+            raise TomotiffError(f"--crop {self.top} {self.bottom} {self.left} {self.right} leaves nothing of "
+                                f"{height} x {width} images; the margins must sum to less than the image size")
+        return self
+
+
+@dataclass(frozen=True)
 class Selection:
     shape: tuple[int, ...]
     axis: int
@@ -19,28 +43,36 @@ class Selection:
     stop: int
     rows_dim: int  # dataset dimension of the image rows
     cols_dim: int  # dataset dimension of the image columns
+    crop: Crop = Crop()
 
     @property
     def count(self) -> int:
         return self.stop - self.begin
 
     @property
-    def image_shape(self) -> tuple[int, int]:
+    def full_image_shape(self) -> tuple[int, int]:
         return self.shape[self.rows_dim], self.shape[self.cols_dim]
 
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        """The shape of each image once cropped."""
+        height, width = self.full_image_shape
+        return len(range(height)[self.crop.rows(height)]), len(range(width)[self.crop.cols(width)])
+
     def key(self, first: int, last: int, rows: slice = slice(None)) -> tuple[slice, ...]:
-        """The HDF5 selection of images ``first..last-1`` (and ``rows`` of each), in dataset order."""
+        """The HDF5 selection of images ``first..last-1`` (``rows`` of each cropped image), in dataset order."""
+        height, width = self.full_image_shape
+        cropped = range(height)[self.crop.rows(height)][rows]
         key = [slice(None)] * len(self.shape)
         key[self.axis] = slice(first, last)
-        key[self.rows_dim] = rows
+        key[self.rows_dim] = slice(cropped.start, cropped.stop)
+        key[self.cols_dim] = self.crop.cols(width)
         return tuple(key)
 
     def buffer_shape(self, first: int, last: int, rows: slice = slice(None)) -> tuple[int, ...]:
         """The shape ``key(first, last, rows)`` reads, in dataset order."""
-        shape = list(self.shape)
-        shape[self.axis] = last - first
-        shape[self.rows_dim] = len(range(*rows.indices(self.shape[self.rows_dim])))
-        return tuple(shape)
+        key = self.key(first, last, rows)
+        return tuple(len(range(size)[part]) for size, part in zip(self.shape, key))
 
     def as_images(self, buffer: np.ndarray) -> np.ndarray:
         """View a buffer read with ``key`` as (image, row, column), without copying."""
@@ -49,7 +81,7 @@ class Selection:
         return np.moveaxis(squeezed, kept.index(self.axis), 0)
 
 
-def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None = None) -> Selection:
+def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None = None, crop: Crop = Crop()) -> Selection:
     """Validate axis and range against ``shape`` and find the two image dimensions."""
     rank = len(shape)
     if rank < 3:
@@ -68,7 +100,8 @@ def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None =
             f"-s/--stop {stop} is out of range: it must be in {begin + 1}..{length} "
             f"(axis {axis} has {length} images; stop is exclusive)"
         )
-    return Selection(tuple(shape), axis, begin, stop, *image_dims)
+    crop.check(shape[image_dims[0]], shape[image_dims[1]])
+    return Selection(tuple(shape), axis, begin, stop, *image_dims, crop)
 
 
 def _image_dims(shape: tuple[int, ...], axis: int) -> tuple[int, int]:

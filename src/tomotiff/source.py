@@ -5,6 +5,7 @@ Both are opened lazily and read in blocks of whole images aligned to the storage
 small and no chunk is decoded twice.
 """
 
+import math
 import os
 from collections.abc import Iterator
 from typing import Protocol
@@ -15,8 +16,9 @@ import tifffile
 from tomotiff import hdf5
 from tomotiff.buffers import scratch
 from tomotiff.errors import TomotiffError
+from tomotiff.keys import RawScan
 from tomotiff.pattern import check_pattern, format_name
-from tomotiff.selection import Selection, select
+from tomotiff.selection import Crop, Selection, select
 
 TILE_BYTES = 32 << 20  # one read; a few of these per worker bound the memory
 
@@ -25,13 +27,14 @@ class Source(Protocol):
     """What the engine needs of any source."""
 
     dtype: np.dtype
-    image_shape: tuple[int, int]
+    image_shape: tuple[int, int]  # after cropping
     begin: int
     stop: int
+    indices: np.ndarray  # the selected image indices, ascending, within begin..stop-1
 
     def blocks(self) -> list[tuple[int, int]]: ...
 
-    def read_tiles(self, first: int, last: int) -> Iterator[tuple[slice, np.ndarray]]: ...
+    def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]: ...
 
     def read_image(self, index: int) -> np.ndarray: ...
 
@@ -50,23 +53,33 @@ def _even_blocks(begin: int, stop: int, align: int, depth: int) -> list[tuple[in
     return [(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
 
 
+def _blocks_of(indices: np.ndarray, align: int, depth: int) -> list[tuple[int, int]]:
+    """Blocks covering ``indices``: each run of consecutive indices split by ``_even_blocks``."""
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    runs = np.split(indices, breaks)
+    return [block for run in runs if run.size for block in _even_blocks(int(run[0]), int(run[-1]) + 1, align, depth)]
+
+
 class Hdf5Source:
     """Images along ``axis`` of an HDF5 dataset, read with ``read_direct`` into reused buffers."""
 
-    def __init__(self, path: str, dataset: str | None, axis: int = 0, begin: int = 0, stop: int | None = None):
+    def __init__(self, path: str, dataset: str | None, axis: int = 0, begin: int = 0, stop: int | None = None,
+                 crop: Crop = Crop()):
         self.path = path
         self.file = hdf5.open_file(path)
         try:
             self.dataset_path, self.dataset = hdf5.find_dataset(self.file, dataset)
             if self.dataset.dtype.kind not in "uifb":
                 raise TomotiffError(f"dataset {self.dataset_path} has type {self.dataset.dtype}; images must be numeric")
-            self.selection: Selection = select(self.dataset.shape, axis, begin, stop)
+            self.selection: Selection = select(self.dataset.shape, axis, begin, stop, crop)
         except Exception:
             self.file.close()
             raise
         self.dtype = self.dataset.dtype.newbyteorder("=")
         self.image_shape = self.selection.image_shape
         self.begin, self.stop = self.selection.begin, self.selection.stop
+        self.indices = np.arange(self.begin, self.stop)
+        self._keys: RawScan | None = None
         self._image_stride = int(np.prod(self.selection.shape[self.selection.axis + 1:])) * self.dtype.itemsize
         self._bytes = ContiguousBytes.open(self.dataset, self.selection)
         chunks = self.dataset.chunks
@@ -76,13 +89,15 @@ class Hdf5Source:
     def blocks(self) -> list[tuple[int, int]]:
         image_bytes = self.image_shape[0] * self.image_shape[1] * self.dtype.itemsize
         depth = self._chunk_depth * max(1, TILE_BYTES // (self._chunk_depth * image_bytes))
-        return _even_blocks(self.begin, self.stop, self._chunk_depth, depth)
+        return _blocks_of(self.indices, self._chunk_depth, depth)
 
-    def read_tiles(self, first: int, last: int) -> Iterator[tuple[slice, np.ndarray]]:
+    def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
+        """Images first..last-1 as (image, row, column) views, in bands of whole chunk rows
+        (and of ``row_multiple`` rows, for binning) of at most about ``TILE_BYTES``."""
         height, width = self.image_shape
+        step = math.lcm(self._chunk_rows, row_multiple)
         row_bytes = (last - first) * width * self.dtype.itemsize
-        rows = max(1, TILE_BYTES // max(row_bytes, 1)) // self._chunk_rows * self._chunk_rows
-        rows = max(rows, self._chunk_rows)
+        rows = max(step, TILE_BYTES // max(row_bytes, 1) // step * step)
         if rows >= height:
             buffer = scratch("read", self.selection.buffer_shape(first, last), self.dtype)
             self._read(buffer, self.selection.key(first, last), first, last)
@@ -114,12 +129,20 @@ class Hdf5Source:
                 f"{str(exc).splitlines()[0]} (is the file complete and its compression filter installed?)"
             ) from None
 
+    def use_keys(self, scan: "RawScan") -> None:
+        """Record each image's key in its metadata (raw scans)."""
+        self._keys = scan
+
     def describe(self) -> dict:
-        return {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
-                "shape": list(self.selection.shape)}
+        crop = self.selection.crop
+        described = {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
+                     "shape": list(self.selection.shape), "crop": [crop.top, crop.bottom, crop.left, crop.right]}
+        if self._keys is not None:
+            described["image_key_path"] = self._keys.path
+        return described
 
     def image_origin(self, index: int) -> dict:
-        return {}
+        return {} if self._keys is None else {"image_key": float(self._keys.keys[index])}
 
     def close(self) -> None:
         if self._bytes is not None:
@@ -143,7 +166,8 @@ class ContiguousBytes:
     @classmethod
     def open(cls, dataset, selection: Selection) -> "ContiguousBytes | None":
         leading = selection.shape[: selection.axis]
-        plain = dataset.chunks is None and dataset.compression is None and dataset.dtype.isnative
+        plain = (dataset.chunks is None and dataset.compression is None and dataset.dtype.isnative
+                 and selection.crop == Crop())
         offset = dataset.id.get_offset() if plain and all(d == 1 for d in leading) else None
         return None if offset is None else cls(dataset.file.filename, offset)
 
@@ -163,7 +187,7 @@ class ContiguousBytes:
 class TiffDirSource:
     """Single-page TIFF files named by a printf pattern; the index is the number in the name."""
 
-    def __init__(self, directory: str, pattern: str, begin: int = 0, stop: int | None = None):
+    def __init__(self, directory: str, pattern: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
         if not os.path.isdir(directory):
             raise TomotiffError(f"input directory not found: {directory}")
         self.directory = directory
@@ -174,8 +198,11 @@ class TiffDirSource:
             raise TomotiffError(self._no_match(begin))
         self.begin = begin
         self.stop = self._find_stop(begin) if stop is None else self._check_stop(begin, stop)
-        first = self._open(begin)
-        self.dtype, self.image_shape = first
+        self.indices = np.arange(self.begin, self.stop)
+        self.dtype, self.full_shape = self._open(begin)
+        self.crop = crop.check(*self.full_shape)
+        self._rows, self._cols = crop.rows(self.full_shape[0]), crop.cols(self.full_shape[1])
+        self.image_shape = (len(range(self.full_shape[0])[self._rows]), len(range(self.full_shape[1])[self._cols]))
 
     def path(self, index: int) -> str:
         return os.path.join(self.directory, format_name(self.pattern, index))
@@ -218,22 +245,22 @@ class TiffDirSource:
         return dtype.newbyteorder("="), shape
 
     def blocks(self) -> list[tuple[int, int]]:
-        image_bytes = self.image_shape[0] * self.image_shape[1] * self.dtype.itemsize
-        return _even_blocks(self.begin, self.stop, 1, max(1, TILE_BYTES // image_bytes))
+        image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
+        return _blocks_of(self.indices, 1, max(1, TILE_BYTES // image_bytes))
 
-    def read_tiles(self, first: int, last: int) -> Iterator[tuple[slice, np.ndarray]]:
-        buffer = scratch("read", (last - first, *self.image_shape), self.dtype)
+    def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
+        buffer = scratch("read", (last - first, *self.full_shape), self.dtype)
         for offset in range(last - first):
             self._read_into(first + offset, buffer[offset])
-        yield slice(None), buffer
+        yield slice(None), buffer[:, self._rows, self._cols]
 
     def read_image(self, index: int) -> np.ndarray:
         if not os.path.exists(self.path(index)):
             raise TomotiffError(f"reference image -r {index} does not exist: no file {self.path(index)}")
         self._open(index)
-        image = np.empty(self.image_shape, self.dtype)
+        image = np.empty(self.full_shape, self.dtype)
         self._read_into(index, image)
-        return image
+        return image[self._rows, self._cols]
 
     def _read_into(self, index: int, out: np.ndarray) -> None:
         path = self.path(index)
@@ -242,8 +269,8 @@ class TiffDirSource:
                 page = tif.pages[0]
                 if len(tif.pages) != 1:
                     raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
-                if tuple(d for d in page.shape if d != 1) != self.image_shape:
-                    raise TomotiffError(f"{path} has shape {page.shape}, unlike the first image's {self.image_shape}")
+                if tuple(d for d in page.shape if d != 1) != self.full_shape:
+                    raise TomotiffError(f"{path} has shape {page.shape}, unlike the first image's {self.full_shape}")
                 if page.dtype.newbyteorder("=") != self.dtype:
                     out[...] = page.asarray()
                 else:
@@ -252,7 +279,9 @@ class TiffDirSource:
             raise TomotiffError(f"cannot read {path}: {exc}") from None
 
     def describe(self) -> dict:
-        return {"source": os.path.abspath(self.directory), "input_pattern": self.pattern}
+        crop = self.crop
+        return {"source": os.path.abspath(self.directory), "input_pattern": self.pattern,
+                "crop": [crop.top, crop.bottom, crop.left, crop.right]}
 
     def image_origin(self, index: int) -> dict:
         return {"input_file": format_name(self.pattern, index)}

@@ -1,6 +1,6 @@
 """The intensity window (lo, hi): explicit, or from the percentiles of a reference image."""
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -16,9 +16,10 @@ class Window:
 
     lo: float
     hi: float
-    method: str  # "explicit", "reference", or "reference+explicit"
+    method: str  # "explicit", "reference", "global", or either of those "+explicit"
     reference: int | None = None
     percent: float | None = None
+    sample: int | None = None  # global windows: every Nth image was read
 
     def __post_init__(self) -> None:
         check_window(self.lo, self.hi)
@@ -28,8 +29,13 @@ class Window:
 
     def describe(self) -> str:
         """The one line printed before a run, so a log always says which window was used."""
-        how = "given" if self.method == "explicit" else f"from reference image {self.reference}, -p {self.percent:g}"
-        if self.method == "reference+explicit":
+        if self.method == "explicit":
+            how = "given"
+        elif self.method.startswith("global"):
+            how = f"from all selected images{f' (every {self.sample}th)' if (self.sample or 1) > 1 else ''}, -p {self.percent:g}"
+        else:
+            how = f"from reference image {self.reference}, -p {self.percent:g}"
+        if self.method.endswith("+explicit"):
             how += ", one side given"
         return f"window: lo={self.lo!r} hi={self.hi!r} ({how})"
 
@@ -69,15 +75,20 @@ def resolve_window(
         return Window(float(lo), float(hi), "explicit")
     assert reference_image is not None and reference is not None, "a reference image is needed"
     ref_lo, ref_hi = percentile_window(reference_image, check_percent(percent), reference)
-    method = "reference" if lo is None and hi is None else "reference+explicit"
-    new_lo = ref_lo if lo is None else float(lo)
-    new_hi = ref_hi if hi is None else float(hi)
-    if new_hi == new_lo:
+    if ref_hi == ref_lo:
         raise TomotiffError(
-            f"reference image {reference} gives an empty window (lo = hi = {new_lo!r}): it is constant; "
+            f"reference image {reference} gives an empty window (lo = hi = {ref_lo!r}): it is constant; "
             "give --lo/--hi explicitly or pick another image with -r"
         )
-    return Window(new_lo, new_hi, method, reference, percent)
+    return with_explicit_sides(Window(ref_lo, ref_hi, "reference", reference, percent), lo, hi)
+
+
+def with_explicit_sides(window: Window, lo: float | None, hi: float | None) -> Window:
+    """A derived window with the side(s) the user gave explicitly replaced."""
+    if lo is None and hi is None:
+        return window
+    return replace(window, lo=window.lo if lo is None else float(lo), hi=window.hi if hi is None else float(hi),
+                   method=f"{window.method}+explicit")
 
 
 def saturation_warning(image: np.ndarray, window: Window, index: int) -> str | None:

@@ -1,0 +1,205 @@
+"""Raw-scan awareness: which images of an NXtomo scan are projections, flats or darks.
+
+NXtomo raw scans mark each image with ``image_key`` (0 projection, 1 flat, 2 dark,
+3 invalid). Writers disagree on the details: GDA stores it as float64 (0.0, 1.0, 2.0),
+pre-allocated datasets of aborted scans keep NaN fill values, and the dataset sits at
+different paths per beamline. Keys are therefore read as float64, compared by value
+(NaN never matches), and looked for first at the known paths, then anywhere in the file.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import h5py
+import numpy as np
+
+from tomotiff.errors import TomotiffError
+
+KEY_NAMES = {"projections": 0, "flats": 1, "darks": 2}
+SELECTIONS = (*KEY_NAMES, "all")
+
+# Where NXtomo writers put the keys, most specific first; others are found by the walk.
+KNOWN_PATHS = (
+    "/entry1/tomo_entry/instrument/detector/image_key",  # GDA NXtomo (i12, i13)
+    "/entry/instrument/detector/image_key",  # NXtomo application definition
+    "/entry/tomo_entry/instrument/detector/image_key",
+    "/entry/instrument/imaging/image_key",  # DIAD (k11)
+    "/entry1/instrument/image_key",
+    "/entry1/instrument/tomoScanDevice/image_key",  # GDA scannable holding the keys
+    "/entry/data/image_key",  # NXtomo's NXdata link
+    "/entry1/tomo_entry/data/image_key",
+)
+_MAX_LISTED = 8
+
+
+def find_image_key(file: h5py.File, length: int, path: str | None = None) -> tuple[str, np.ndarray] | None:
+    """The image-key dataset's path and its keys as float64, or None when the file has none.
+
+    With ``path`` (the user's ``--image-key-path``) that dataset must exist and match the
+    image axis; a wrong explicit choice is an error, never silently ignored. Without it,
+    only a 1-D numeric dataset of ``length`` entries counts, so a key array that belongs
+    to another detector (or another scan) is not applied to these images.
+    """
+    if path is not None:
+        return _normalise(path), _read(_explicit(file, path, length), path)
+    for found, dataset in _candidates(file):
+        if _fits(dataset, length):
+            return found, _read(dataset, found)
+    return None
+
+
+def indices_for(keys: np.ndarray, selection: str) -> np.ndarray:
+    """Sorted int64 indices of the images in ``selection`` ("all" takes every image)."""
+    if selection == "all":
+        return np.arange(len(keys), dtype=np.int64)
+    if selection not in KEY_NAMES:
+        raise TomotiffError(f"unknown image selection {selection!r}: choose one of {', '.join(SELECTIONS)}")
+    return np.flatnonzero(np.asarray(keys, np.float64) == KEY_NAMES[selection]).astype(np.int64)
+
+
+def key_counts(keys: np.ndarray) -> dict[str, int]:
+    """How many images of each kind; "other" counts invalid (3), NaN and unknown codes."""
+    keys = np.asarray(keys, np.float64)
+    counts = {name: int(np.count_nonzero(keys == code)) for name, code in KEY_NAMES.items()}
+    counts["other"] = int(keys.size - sum(counts.values()))
+    return counts
+
+
+def restrict(indices: np.ndarray, begin: int, stop: int | None = None) -> np.ndarray:
+    """The ``indices`` within ``begin..stop-1`` (stop None: no upper bound), so -b/-s still apply."""
+    indices = np.asarray(indices, np.int64)
+    keep = indices >= begin if stop is None else (indices >= begin) & (indices < stop)
+    return indices[keep]
+
+
+def _explicit(file: h5py.File, path: str, length: int) -> h5py.Dataset:
+    """The dataset the user named, or a one-line error saying what is wrong with it."""
+    where = f"--image-key-path {path!r} in {file.filename}"
+    dataset, why = _lookup(file, path)
+    if dataset is None:
+        raise TomotiffError(f"{where}: {why}; {_listing(file)}")
+    if not isinstance(dataset, h5py.Dataset):
+        raise TomotiffError(f"{where} is a group, not a dataset; {_listing(file)}")
+    if dataset.dtype.kind not in "uif":
+        raise TomotiffError(f"{where} has type {dataset.dtype}; image keys must be numbers (0, 1, 2)")
+    if dataset.ndim != 1:
+        raise TomotiffError(f"{where} has rank {dataset.ndim}, shape {dataset.shape}; image keys must be 1-D")
+    if dataset.shape[0] != length:
+        raise TomotiffError(f"{where} has {dataset.shape[0]} keys but the image axis has {length} images; "
+                            "give the key dataset of this scan")
+    return dataset
+
+
+def _lookup(file: h5py.File, path: str) -> tuple[h5py.Dataset | h5py.Group | None, str]:
+    """Follow ``path`` one link at a time: the object, or None and which link breaks."""
+    node: h5py.Dataset | h5py.Group = file
+    walked = ""
+    for part in [p for p in path.split("/") if p]:
+        if not isinstance(node, h5py.Group):
+            return None, f"{walked!r} is a dataset, not a group"
+        walked += "/" + part
+        link = node.get(part, getlink=True)
+        if link is None:
+            return None, f"{walked!r} does not exist"
+        try:
+            node = node[part]
+        except (KeyError, OSError, ValueError):
+            return None, f"{walked!r} is a link that does not resolve ({_describe_link(link)})"
+    return node, ""
+
+
+def _describe_link(link: h5py.SoftLink | h5py.ExternalLink | h5py.HardLink) -> str:
+    if isinstance(link, h5py.ExternalLink):
+        return f"external link to {link.filename}:{link.path}"
+    if isinstance(link, h5py.SoftLink):
+        return f"soft link to {link.path}"
+    return "hard link"
+
+
+def _candidates(file: h5py.File) -> Iterator[tuple[str, h5py.Dataset]]:
+    """Datasets that may hold the keys: the known paths, then every ``image_key`` in the file."""
+    for path in KNOWN_PATHS:
+        dataset, _ = _lookup(file, path)
+        if isinstance(dataset, h5py.Dataset):
+            yield path, dataset
+    yield from _walk_keys(file)
+
+
+def _walk_keys(file: h5py.File) -> Iterator[tuple[str, h5py.Dataset]]:
+    """Every dataset named ``image_key``, depth first in name order, following links that
+    resolve (dangling ones skipped).
+
+    h5py objects hash by (file, object), so the ``seen`` set stops soft-link cycles and
+    skips the hard-linked copies NeXus writers make of the same keys.
+    """
+    yield from _walk_group(file["/"], "", {file["/"]})
+
+
+def _walk_group(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, h5py.Dataset]]:
+    for name in sorted(group):
+        try:
+            obj = group[name]
+        except (KeyError, OSError, ValueError):
+            continue
+        if obj in seen:
+            continue
+        seen.add(obj)
+        if isinstance(obj, h5py.Group):
+            yield from _walk_group(obj, f"{prefix}/{name}", seen)
+        elif name == "image_key":
+            yield f"{prefix}/{name}", obj
+
+
+def _fits(dataset: h5py.Dataset, length: int) -> bool:
+    return dataset.dtype.kind in "uif" and dataset.ndim == 1 and dataset.shape[0] == length
+
+
+def _read(dataset: h5py.Dataset, path: str) -> np.ndarray:
+    try:
+        return np.asarray(dataset[()], dtype=np.float64)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise TomotiffError(f"cannot read image keys {path} in {dataset.file.filename}: "
+                            f"{str(exc).splitlines()[0]}") from None
+
+
+def _listing(file: h5py.File) -> str:
+    found = list(_walk_keys(file))
+    if not found:
+        return "the file holds no dataset named image_key"
+    shown = ", ".join(f"{name} {obj.shape} {obj.dtype}" for name, obj in found[:_MAX_LISTED])
+    more = f" and {len(found) - _MAX_LISTED} more" if len(found) > _MAX_LISTED else ""
+    return f"image_key datasets there: {shown}{more}"
+
+
+def _normalise(path: str) -> str:
+    return "/" + path.strip("/")
+
+
+@dataclass(frozen=True)
+class RawScan:
+    """The image keys of a raw scan, and the image sets they define."""
+
+    path: str
+    keys: np.ndarray
+
+    def indices(self, selection: str, begin: int, stop: int) -> np.ndarray:
+        return restrict(indices_for(self.keys, selection), begin, stop)
+
+    def outputs(self, selection: str, split: bool, begin: int, stop: int) -> list[tuple[str, np.ndarray]]:
+        """(subdirectory, indices) to write: one set, or with ``split`` one per kind present."""
+        if split:
+            return [(name, found) for name in KEY_NAMES if (found := self.indices(name, begin, stop)).size]
+        found = self.indices(selection, begin, stop)
+        if not found.size:
+            raise TomotiffError(f"no {selection} among images {begin}..{stop - 1} ({self.path}: "
+                                f"{key_counts(self.keys)}); check --keys, -b and -s")
+        return [("", found)]
+
+
+def raw_scan(file: h5py.File, length: int, path: str | None, required: bool) -> RawScan | None:
+    """The scan's image keys; ``required`` (--keys, --split-keys) makes their absence an error."""
+    found = find_image_key(file, length, path)
+    if found is None and required:
+        raise TomotiffError(f"{file.filename} has no image_key dataset of {length} entries; "
+                            "give its path with --image-key-path, or drop --keys/--split-keys")
+    return None if found is None else RawScan(*found)
