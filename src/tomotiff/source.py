@@ -136,7 +136,7 @@ class Hdf5Source:
     def describe(self) -> dict:
         crop = self.selection.crop
         described = {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
-                     "shape": list(self.selection.shape), "crop": [crop.top, crop.bottom, crop.left, crop.right]}
+                     "dataset_shape": list(self.selection.shape), "crop": [crop.top, crop.bottom, crop.left, crop.right]}
         if self._keys is not None:
             described["image_key_path"] = self._keys.path
         return described
