@@ -1,7 +1,6 @@
 """Shared fixtures: the real beamline files in ../shared, synthetic volumes, and CLI runs."""
 
 import json
-import os
 import subprocess
 import sys
 from dataclasses import dataclass

@@ -1,7 +1,6 @@
 """Faults while writing and damaged inputs: a clear error, no partial file, inputs untouched."""
 
 import hashlib
-import os
 import resource
 import shutil
 import subprocess

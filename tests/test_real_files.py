@@ -1,7 +1,6 @@
 """The commands on files written by real beamline software (../shared/data/real, read-only)."""
 
 import hashlib
-from pathlib import Path
 
 import h5py
 import numpy as np
