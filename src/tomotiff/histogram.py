@@ -129,7 +129,8 @@ class _Bin:
 
 def global_window(source: Source, percent: float, sample: int = 1, progress: Progress = None) -> Window:
     """The window (lo, hi) = the ``percent`` and ``100 - percent`` percentiles of every finite
-    pixel of the selected images of ``source`` (or of images begin, begin + sample, ...).
+    pixel of the selected images of ``source`` (``source.indices``), or with ``sample`` N of
+    every Nth of them (``source.indices[::N]``: the first, the (N+1)-th, ...).
 
     Exact: equal to ``np.percentile(v, [percent, 100 - percent])`` (linear method) over the
     finite pixels ``v`` as float64; NaN and +-Inf are ignored. The data are streamed block by
@@ -150,7 +151,7 @@ def global_window(source: Source, percent: float, sample: int = 1, progress: Pro
         counts = scan.first_pass()
         total = int(counts.sum())
         if total == 0:
-            raise TomotiffError(f"images {scan.describe()} have no finite pixels; give the window with --lo/--hi")
+            raise TomotiffError(f"{scan.describe()} have no finite pixels; give the window with --lo/--hi")
         previous, following, gamma = _interpolation(total, percent)
         ranks = sorted({*previous.tolist(), *following.tolist()})
         values = scan.select(counts, ranks)
@@ -160,10 +161,10 @@ def global_window(source: Source, percent: float, sample: int = 1, progress: Pro
     lo, hi = float(lo), float(hi)
     if not hi > lo:
         raise TomotiffError(
-            f"images {scan.describe()} give an empty global window (lo = hi = {lo!r}, -p {percent:g}): "
+            f"{scan.describe()} give an empty global window (lo = hi = {lo!r}, -p {percent:g}): "
             "they are constant, or nearly all one value; give --lo/--hi explicitly"
         )
-    return Window(lo, hi, "global", None, percent)
+    return Window(lo, hi, "global", None, percent, sample=sample)
 
 
 def _interpolation(total: int, percent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -194,7 +195,10 @@ class _Scan:
 
     def __init__(self, source: Source, sample: int, keys: _Keys, progress: Progress):
         self.source, self.sample, self.keys, self.progress = source, sample, keys, progress
-        self.images = len(range(source.begin, source.stop, sample))
+        selected = getattr(source, "indices", None)
+        self.selected = np.arange(source.begin, source.stop) if selected is None else np.asarray(selected, np.int64)
+        self.sampled = self.selected[::sample]
+        self.images = len(self.sampled)
         self.passes = 0
         self.bar = None
         self.index = np.empty(BLOCK_ELEMENTS, np.intp)
@@ -202,8 +206,11 @@ class _Scan:
         self.mask = np.empty(BLOCK_ELEMENTS, bool)
 
     def describe(self) -> str:
-        step = f" every {self.sample}th" if self.sample > 1 else ""
-        return f"{self.source.begin}..{self.source.stop - 1}{step}"
+        """Which images were read, for messages: "the 25 selected images (3..27)"."""
+        span = f"{self.selected[0]}..{self.selected[-1]}" if self.selected.size else "none"
+        if self.sample == 1:
+            return f"the {self.selected.size} selected images ({span})"
+        return f"the {self.images} images sampled (one in {self.sample}) from the {self.selected.size} selected ({span})"
 
     def first_pass(self) -> np.ndarray:
         """Counts of the top DIGIT_BITS (or all) bits of every finite pixel's key."""
@@ -217,7 +224,6 @@ class _Scan:
         raw_counts[self.keys.nonfinite_raw_bins(depth)] = 0
         counts = np.empty_like(raw_counts)
         counts[self.keys.prefix_key(np.arange(1 << depth), depth)] = raw_counts
-        self.first_depth = depth
         return counts
 
     def select(self, counts: np.ndarray, ranks: list[int]) -> dict[int, float]:
@@ -243,8 +249,7 @@ class _Scan:
                 if part.digit:
                     bins += _split(part.prefix, part.depth, part.counts, part.ranks)
                     continue
-                collected = np.sort(np.concatenate(part.collected)) if part.collected else np.empty(0, self.keys.raw_type)
-                assert collected.size == part.count, "a bin changed between passes: was the input modified?"
+                collected = np.sort(np.concatenate(part.collected))
                 found.update({rank: self.keys.value(collected[inside]) for rank, inside in part.ranks.items()})
         return found
 
@@ -280,7 +285,7 @@ class _Scan:
         """Every pixel of the sampled images once, as raw views of at most BLOCK_ELEMENTS."""
         self.passes += 1
         bar = self._bar()
-        for arrays, finished in _sampled_images(self.source, self.sample):
+        for arrays, finished in _sampled_images(self.source, self.sampled):
             for pixels in arrays:
                 yield from _pieces(self.keys.raw(pixels))
             if finished:
@@ -315,22 +320,21 @@ def _split(prefix: int, depth: int, counts: np.ndarray, ranks: dict[int, int]) -
     return list(bins.values())
 
 
-def _sampled_images(source: Source, sample: int) -> Iterator[tuple[list[np.ndarray], int]]:
-    """The images begin, begin + sample, ... as arrays of (image,) row, column, with the
-    number of images completed after each (the source may split a read into row bands).
+def _sampled_images(source: Source, sampled: np.ndarray) -> Iterator[tuple[list[np.ndarray], int]]:
+    """The images ``sampled`` (ascending) as arrays of (image,) row, column, with the number of
+    images completed after each (the source may split a read into row bands).
 
-    ``sample == 1`` reads the source's blocks whole. Otherwise each block is read in runs
-    that stay inside one storage chunk along the image axis (one image at a time when the
-    images are not chunked together), so unwanted images are not read where avoidable and
-    no chunk is decoded twice. The arrays are valid until the next item.
+    Each of the source's blocks is read whole when all its images are wanted; otherwise in runs
+    of consecutive wanted images or of wanted images in one storage chunk along the image axis,
+    so unwanted images are not read where avoidable and no chunk is decoded twice. The arrays
+    are valid until the next item.
     """
     depth = _chunk_depth(source)
     for first, last in source.blocks():
+        wanted = sampled[np.searchsorted(sampled, first):np.searchsorted(sampled, last)].tolist()
         runs: list[list[int]] = []
-        for i in range(first, last):
-            if (i - source.begin) % sample:
-                continue
-            if runs and (sample == 1 or i // depth == runs[-1][0] // depth):
+        for i in wanted:
+            if runs and (i == runs[-1][-1] + 1 or i // depth == runs[-1][0] // depth):
                 runs[-1].append(i)
             else:
                 runs.append([i])

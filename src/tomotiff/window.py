@@ -32,7 +32,7 @@ class Window:
         if self.method == "explicit":
             how = "given"
         elif self.method.startswith("global"):
-            how = f"from all selected images{f' (every {self.sample}th)' if (self.sample or 1) > 1 else ''}, -p {self.percent:g}"
+            how = f"from all selected images{f' (one in {self.sample})' if (self.sample or 1) > 1 else ''}, -p {self.percent:g}"
         else:
             how = f"from reference image {self.reference}, -p {self.percent:g}"
         if self.method.endswith("+explicit"):
