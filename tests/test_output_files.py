@@ -141,7 +141,7 @@ def big(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     """A volume that takes about a second to write, and its uninterrupted output."""
     root = tmp_path_factory.mktemp("kill")
     path = root / "big.nxs"
-    synthetic.write_savu_recon(str(path), height=256, count=120, width=256, chunks=(32, 8, 32))
+    synthetic.write_savu_recon(str(path), height=256, count=160, width=256, chunks=(32, 8, 32))
     assert run_cli("nxs2tiffux", "-q", "-i", "1", "-j", "1", "--lo", "0", "--hi", "0.002", path, root / "ref").returncode == 0
     return path, {p.name: p.read_bytes() for p in (root / "ref").iterdir()}
 
@@ -153,7 +153,7 @@ def test_sigkill_at_20_points_then_rerun_completes(big, tmp_path, point):
     out = tmp_path / "out"
     args = [str(BIN / "nxs2tiffux"), "-q", "-i", "1", "-j", "1", "--lo", "0", "--hi", "0.002", str(path), str(out)]
     process = subprocess.Popen(args, stdin=subprocess.DEVNULL)
-    assert _kill_when(process, out, files=point * 5, during_write=point % 2 == 1) == -signal.SIGKILL
+    assert _kill_when(process, out, files=point * 4, during_write=point % 2 == 1) == -signal.SIGKILL
     for name in tiff_names(out) if out.exists() else []:
         assert (out / name).read_bytes() == reference[name], f"{name} is partial or wrong after SIGKILL"
     assert subprocess.run(args, stdin=subprocess.DEVNULL).returncode == 0
