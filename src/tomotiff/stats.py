@@ -57,14 +57,19 @@ def scan_stats(source: Source, reference: int, windows: dict[str, Window] | None
     """The statistics of image ``reference`` of ``source``, with the source's description, the
     selected range and the window chosen for each output (``windows``, e.g. ``{"u8": ...}``)."""
     image = source.read_image(reference)
-    description = {"dataset": None, "axis": 0, "shape": [source.stop - source.begin, *source.image_shape],
-                   **source.describe()}  # a TIFF directory is a stack along axis 0, with no dataset
+    description = source.describe()
+    count = source.stop - source.begin
+    # An HDF5 dataset has its own shape; a TIFF directory is a stack of its files begin..stop-1 along axis 0.
+    shape = description.pop("dataset_shape", None) or [count, *source.image_shape]
     return {
         "tomotiff_version": __version__,
+        "dataset": None,
+        "axis": 0,
         **description,
+        "shape": [int(n) for n in shape],
         "dtype": str(source.dtype),
         "image_shape": [int(n) for n in source.image_shape],
-        "range": {"begin": source.begin, "stop": source.stop, "count": source.stop - source.begin},
+        "range": {"begin": source.begin, "stop": source.stop, "count": count},
         "reference": reference,
         **image_stats(image, percentiles, bins),
         "windows": {name: window.as_dict() for name, window in (windows or {}).items()},

@@ -1,0 +1,37 @@
+"""tomotiff batch workflow: many scans to TIFF images, one command.
+
+    snakemake --cores 2                      # the demo batch in config/config.yaml
+    snakemake --profile profiles/local       # the same, with the local profile
+    snakemake --profile profiles/slurm       # on a SLURM cluster
+    snakemake --configfile batch.yaml ...    # your own batch (replaces config/config.yaml)
+
+Outputs per scan: results/{scan}/stats.json and results/{scan}/{u8,u16,f32}/ (TIFFs plus
+manifest.json). See README ("Many scans") and config/schema.yaml.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+# --configfile replaces the demo batch instead of being merged into it.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/demo_data.smk"
+include: "rules/stats.smk"
+include: "rules/shards.smk"
+include: "rules/manifest.smk"
+
+
+localrules:
+    all,
+    manifest,
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

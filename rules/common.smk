@@ -1,0 +1,429 @@
+"""Configuration, scan expansion, output paths and input functions shared by the rule files.
+
+Everything here runs at the top level of the Snakefile, so it runs again inside every
+cluster job: it reads the config, never image data, and never opens an HDF5 file. The
+number of shards of a scan comes from the config's begin/stop or, when stop is not given,
+from the range the `stats` checkpoint recorded in results/{scan}/stats.json. Only the main
+process does two more cheap things before the DAG is built (at the end of this file): it
+releases Snakemake's locks when the run that left them was killed, and it notices deleted
+TIFFs (one directory listing per scan and bit depth).
+"""
+
+import json
+import os
+import re
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+DEMO = "resources/demo"
+SCAN_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+DEPTHS = {8: "u8", 16: "u16", 32: "f32"}
+QUANTISED = ("u8", "u16")
+HDF5_SUFFIXES = (".nxs", ".nx5", ".nx", ".h5", ".hdf5", ".hdf", ".he5")
+MAX_RANGE = 100_000  # scans in one N-M range: a typo such as 23912-239200 should not make a huge DAG
+ENV = "../envs/tomotiff.yaml"
+DEMO_INPUT = re.compile(rf"{DEMO}/(?:savu|gda)/{SCAN_ID}\.nxs|{DEMO}/tiff/{SCAN_ID}")  # what rules/demo_data.smk makes
+
+
+wildcard_constraints:
+    scan=SCAN_ID,
+    depth="u8|u16|f32",
+    first=r"\d+",
+    last=r"\d+",
+    name=SCAN_ID,
+
+
+# --- tomotiff itself --------------------------------------------------------------------
+# The version is a parameter of every rule that writes images, so upgrading tomotiff
+# reruns them (Snakemake's params trigger). Read from the installed metadata (cheap: numpy
+# is not imported); with only Snakemake installed (`--sdm conda`), from pyproject.toml.
+
+
+def tomotiff_version() -> str:
+    try:
+        return version("tomotiff")
+    except PackageNotFoundError:
+        import tomllib
+
+        try:
+            with open(Path(workflow.basedir) / "pyproject.toml", "rb") as handle:
+                return tomllib.load(handle)["project"]["version"]
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            return "unknown"
+
+
+TOMOTIFF_VERSION = tomotiff_version()
+
+try:  # the library's own pattern check, when tomotiff is importable here
+    from tomotiff.errors import TomotiffError
+    from tomotiff.pattern import check_pattern
+except ImportError:  # only Snakemake here (`--sdm conda`): the jobs run the full check
+    TomotiffError = ValueError
+    check_pattern = None
+
+
+# --- configuration -------------------------------------------------------------------------
+
+
+def config_error(index: int, raw_id, message: str) -> WorkflowError:
+    label = f"scan {raw_id}" if raw_id is not None else "a scan without id"
+    return WorkflowError(f"config: {label} (scans[{index}]): {message}")
+
+
+ID_RULE = ("a number, a range N-M of numbers, or a name of letters, digits, '_', '.' and '-' "
+           "that starts with a letter or digit and holds no '..'")
+
+
+def validate_config(config: dict) -> None:
+    """Validate against config/schema.yaml (filling defaults); on error, name the key and scan."""
+    try:
+        validate(config, "../config/schema.yaml")
+    except WorkflowError as exc:
+        error = exc.__cause__ or exc.__context__  # the jsonschema ValidationError
+        if not hasattr(error, "absolute_path"):
+            raise
+        path = list(error.absolute_path)
+        message = error.message
+        if len(path) >= 2 and path[0] == "scans" and isinstance(path[1], int):
+            raw = config["scans"][path[1]]
+            raw_id = raw.get("id") if isinstance(raw, dict) else None
+            key = ".".join(str(p) for p in path[2:])
+            if key == "id":
+                message = f"{message}; an id is {ID_RULE}"
+            raise config_error(path[1], raw_id, f"{key}: {message}" if key else message) from None
+        where = ".".join(str(p) for p in path)
+        raise WorkflowError(f"config: {where}: {message}" if where else f"config: {message}") from None
+
+
+def expand_ids(raw_id) -> list[str]:
+    """An id, or the ids of a range ``N-M`` (inclusive; zero padding kept, e.g. 0098-0101)."""
+    if isinstance(raw_id, int):
+        return [str(raw_id)]
+    match = re.fullmatch(r"(\d+)-(\d+)", raw_id)
+    if match is None:
+        return [raw_id]
+    first, last = match.groups()
+    if int(last) < int(first):
+        raise ValueError(f"id range {raw_id} ends before it starts")
+    if int(last) - int(first) >= MAX_RANGE:
+        raise ValueError(f"id range {raw_id} holds more than {MAX_RANGE} scans")
+    width = len(first) if first.startswith("0") else 0
+    return [str(n).zfill(width) for n in range(int(first), int(last) + 1)]
+
+
+def fill(template: str, scan: str, key: str) -> str:
+    """Replace ``{scan}`` (the only placeholder) with the scan id; str.format is never used."""
+    text = template.replace("{scan}", scan)
+    if "{" in text or "}" in text:
+        raise ValueError(f"{key} {template!r}: the only placeholder is {{scan}}")
+    return text
+
+
+def infer_kind(settings: dict) -> str:
+    if settings["kind"] is not None:
+        return settings["kind"]
+    if settings["input"].lower().endswith(HDF5_SUFFIXES):
+        return "hdf5"
+    if settings["input_pattern"] is not None:
+        return "tiff"
+    return "hdf5" if settings["dataset"] is not None else "tiff"
+
+
+def check_output_pattern(pattern: str) -> str:
+    """A plain file name (nothing can leave the output directory) with one integer field."""
+    if os.path.basename(pattern) != pattern or "\\" in pattern or pattern.startswith("..") or pattern in (".", ""):
+        raise ValueError(f"output_pattern {pattern!r} must be a plain file name, without a directory part or '..'")
+    if pattern.startswith("."):
+        raise ValueError(f"output_pattern {pattern!r} must not start with '.' (hidden names are temporary files)")
+    if check_pattern is not None:
+        try:
+            check_pattern(pattern, "output_pattern")
+        except TomotiffError as exc:
+            raise ValueError(str(exc)) from None
+    return pattern
+
+
+def resolve_scan(scan_id: str, settings: dict) -> dict:
+    """One scan's settings, resolved: kind, paths, depths and the window of each depth."""
+    kind = infer_kind(settings)
+    begin, stop = settings["begin"], settings["stop"]
+    if stop is not None and stop <= begin:
+        raise ValueError(f"stop ({stop}) must be greater than begin ({begin}); stop is exclusive")
+    windows = {}
+    for depth in QUANTISED:
+        window = settings["windows"].get(depth) or settings["window"]
+        lo, hi = window.get("lo"), window.get("hi")
+        if lo is not None and hi is not None and not hi > lo:
+            raise ValueError(f"window of {depth}: hi ({hi}) must be greater than lo ({lo})")
+        windows[depth] = {"lo": lo, "hi": hi, "reference": window.get("reference"),
+                          "percent": float(window.get("percent", 0))}
+    depths = [DEPTHS[bits] for bits in sorted(settings["bits"])]
+    input_pattern = settings["input_pattern"] or "image_%05d.tif"
+    return {
+        "id": scan_id,
+        "kind": kind,
+        "input": fill(settings["input"], scan_id, "input"),
+        "dataset": settings["dataset"] if kind == "hdf5" else None,
+        "axis": settings["axis"] if kind == "hdf5" else 0,
+        "input_pattern": fill(input_pattern, scan_id, "input_pattern") if kind == "tiff" else None,
+        "begin": begin,
+        "stop": stop,
+        "depths": depths,
+        "reference": settings["window"].get("reference"),
+        "windows": {depth: windows[depth] for depth in depths if depth in QUANTISED},
+        "output_pattern": check_output_pattern(fill(settings["output_pattern"], scan_id, "output_pattern")),
+        "shard_size": settings["shard_size"],
+    }
+
+
+def load_scans(config: dict) -> dict[str, dict]:
+    """The scans of the batch by id, in config order, ranges expanded and defaults applied."""
+    validate_config(config)
+    scans, origin = {}, {}
+    for index, raw in enumerate(config["scans"]):
+        settings = {**config["defaults"], **raw}  # a scan's key replaces the default's as a whole
+        try:
+            ids = expand_ids(raw["id"])
+            for scan_id in ids:
+                if scan_id in scans:
+                    raise ValueError(f"scan {scan_id} is also listed in scans[{origin[scan_id]}]")
+                scans[scan_id] = resolve_scan(scan_id, settings)
+                origin[scan_id] = index
+        except ValueError as exc:
+            raise config_error(index, raw["id"], str(exc)) from None
+    return scans
+
+
+SCANS = load_scans(config)
+
+
+# --- paths (everything under results/{scan}; logs under logs/{scan}) ------------------------
+
+
+STATS = "results/{scan}/stats.json"
+WINDOW = "results/{scan}/.work/window-{depth}.json"
+SHARD = "results/{scan}/.work/{depth}/{first}-{last}.json"
+MANIFEST = "results/{scan}/{depth}/manifest.json"
+
+
+def stats_path(scan: str) -> str:
+    return STATS.replace("{scan}", scan)
+
+
+def window_path(scan: str, depth: str) -> str:
+    return WINDOW.replace("{scan}", scan).replace("{depth}", depth)
+
+
+def shard_path(scan: str, depth: str, first: int, last: int) -> str:
+    return SHARD.replace("{scan}", scan).replace("{depth}", depth).replace("{first}", f"{first:05d}").replace(
+        "{last}", f"{last:05d}")
+
+
+def manifest_path(scan: str, depth: str) -> str:
+    return MANIFEST.replace("{scan}", scan).replace("{depth}", depth)
+
+
+def final_outputs() -> list[str]:
+    """What `snakemake` makes by default: every scan's stats and its manifest per bit depth."""
+    outputs = []
+    for scan_id, scan in SCANS.items():
+        outputs.append(stats_path(scan_id))
+        outputs.extend(manifest_path(scan_id, depth) for depth in scan["depths"])
+    return outputs
+
+
+# --- input functions and parameters --------------------------------------------------------
+
+
+def scan_of(wildcards) -> dict:
+    try:
+        return SCANS[wildcards.scan]
+    except KeyError:
+        raise WorkflowError(f"scan {wildcards.scan} is not in the config") from None
+
+
+def source_input(wildcards) -> list[str]:
+    """The scan's input as a Snakemake input (so a newer input reruns the scan), when it exists
+    or the workflow makes it. A missing input is left out of the DAG on purpose: the job then
+    fails with a message naming the scan, and `--keep-going` finishes every other scan."""
+    path = scan_of(wildcards)["input"]
+    return [path] if DEMO_INPUT.fullmatch(path) or os.path.exists(path) else []
+
+
+def source_spec(scan: dict) -> dict:
+    """Where the images come from: the parameters a script needs to open the source. The
+    absolute path is one too: every TIFF records it, so a relative input seen from a moved
+    working directory reruns the scan rather than mixing two paths in one scan's files."""
+    spec = {key: scan[key] for key in ("id", "kind", "input", "dataset", "axis", "input_pattern", "begin", "stop")}
+    return {**spec, "source": os.path.abspath(scan["input"])}
+
+
+def window_params(wildcards) -> dict:
+    scan = scan_of(wildcards)
+    return {**source_spec(scan), "window": scan["windows"][wildcards.depth], "tomotiff": TOMOTIFF_VERSION}
+
+
+def stats_windows(wildcards) -> list[str]:
+    scan = scan_of(wildcards)
+    return [window_path(scan["id"], depth) for depth in scan["windows"]]
+
+
+def stats_params(wildcards) -> dict:
+    scan = scan_of(wildcards)
+    return {**source_spec(scan), "reference": scan["reference"], "tomotiff": TOMOTIFF_VERSION}
+
+
+def shard_window(wildcards) -> list[str]:
+    return [window_path(wildcards.scan, wildcards.depth)] if wildcards.depth in QUANTISED else []
+
+
+def shard_params(wildcards) -> dict:
+    """Everything that determines a shard's images (the window comes in its input file)."""
+    scan = scan_of(wildcards)
+    return {
+        **source_spec(scan),
+        "first": int(wildcards.first),
+        "last": int(wildcards.last),
+        "depth": wildcards.depth,
+        "output_dir": f"results/{scan['id']}/{wildcards.depth}",
+        "output_pattern": scan["output_pattern"],
+        "tomotiff": TOMOTIFF_VERSION,
+    }
+
+
+_recorded_ranges: dict = {}
+
+
+def scan_range(scan: dict) -> tuple[int, int]:
+    """begin, stop of a scan: from the config, else as the `stats` checkpoint recorded it."""
+    if scan["stop"] is not None:
+        return scan["begin"], scan["stop"]
+    path = checkpoints.stats.get(scan=scan["id"]).output[0]
+    key = (path, os.stat(path).st_mtime_ns)
+    if key not in _recorded_ranges:
+        with open(path) as handle:
+            recorded = json.load(handle)["range"]
+        _recorded_ranges[key] = recorded["begin"], recorded["stop"]
+    return _recorded_ranges[key]
+
+
+def shard_ranges(scan: dict) -> list[tuple[int, int]]:
+    """(first, last) of each shard, inclusive. Boundaries fall on multiples of shard_size, so
+    only the first shard may be short and a shard keeps its name when begin moves."""
+    begin, stop = scan_range(scan)
+    size = scan["shard_size"]
+    bounds = [begin, *range((begin // size + 1) * size, stop, size), stop]
+    return [(a, b - 1) for a, b in zip(bounds, bounds[1:])]
+
+
+def shard_manifests(wildcards) -> list[str]:
+    """The shard manifests the scan's manifest.json is merged from."""
+    scan = scan_of(wildcards)
+    return [shard_path(scan["id"], wildcards.depth, first, last) for first, last in shard_ranges(scan)]
+
+
+def manifest_params(wildcards) -> dict:
+    scan = scan_of(wildcards)
+    return {"id": scan["id"], "depth": wildcards.depth, "output_pattern": scan["output_pattern"],
+            "tomotiff": TOMOTIFF_VERSION}
+
+
+# --- deleted images ------------------------------------------------------------------------
+
+
+def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
+    """Remove the record of any shard whose TIFFs are not all there, and the manifest.json of
+    its scan and depth, so that this run rewrites just that shard and the manifest.
+
+    Why here, before the DAG is built: the TIFFs cannot be declared outputs (their number is
+    known only from the data, and a directory() output would clash with the shards writing
+    into it), so Snakemake cannot see a deleted image. A shard's manifest is its record that
+    its images exist; when that is false the record goes, and so does the scan's manifest.json
+    (it lists the image too): Snakemake never reruns a job whose output is up to date just
+    because one of its inputs is missing (that is how temp() files stay deleted), and its file
+    inventory is taken before checkpoint-dependent input functions run, so an input function
+    is too late. Only names are checked, with one directory listing per scan and depth;
+    `tomotiff verify results/SCAN/DEPTH` checks the checksums. A record exists only once all its
+    images are written, and a rewrite replaces each image atomically, so a run in progress is
+    never mistaken for a damaged one.
+    """
+    for scan in scans.values():
+        for depth in scan["depths"]:
+            work = f"results/{scan['id']}/.work/{depth}"
+            try:
+                records = [name for name in os.listdir(work) if re.fullmatch(r"\d+-\d+\.json", name)]
+            except OSError:
+                continue
+            present = None
+            for record in sorted(records):
+                if present is None:
+                    try:
+                        present = set(os.listdir(f"results/{scan['id']}/{depth}"))
+                    except OSError:
+                        present = set()
+                first, last = (int(n) for n in record[: -len(".json")].split("-"))
+                try:
+                    missing = [i for i in range(first, last + 1) if scan["output_pattern"] % i not in present]
+                except (TypeError, ValueError):  # a pattern the jobs reject anyway
+                    break
+                if missing:
+                    more = f" and {len(missing) - 1} more images" if len(missing) > 1 else ""
+                    print(f"scan {scan['id']} {depth}: {scan['output_pattern'] % missing[0]}{more} of shard "
+                          f"{first}-{last} missing; removed its record and manifest.json so that they are rewritten",
+                          file=sys.stderr)
+                    for path in (f"{work}/{record}", manifest_path(scan["id"], depth)):
+                        if os.path.exists(path):
+                            os.remove(path)
+
+
+
+# --- locks left by a killed run --------------------------------------------------------------
+
+
+def release_stale_snakemake_locks() -> int | None:
+    """Remove Snakemake's lock files when the run that left them is provably dead, so that
+    `snakemake --rerun-incomplete` resumes after a SIGKILL or power loss without `--unlock`.
+
+    Snakemake's locks (.snakemake/locks/*.lock) record no process, so it cannot tell a killed
+    run from a live one. The main process of every run of this workflow therefore holds an
+    flock on .snakemake/tomotiff-run.lock for its lifetime, with its host name in the file; the
+    kernel releases an flock when its holder dies, however it dies. If this run takes that lock
+    and its last holder ran on this host, no run of the workflow is alive here and the lock
+    files are stale. When the lock is held (a live run), or the last holder ran on another host
+    (flock may not reach across hosts on a network filesystem), nothing is touched and
+    Snakemake's own lock check decides as usual. Returns the descriptor, kept open until exit.
+    """
+    import fcntl
+    import socket
+
+    os.makedirs(".snakemake/locks", exist_ok=True)
+    fd = os.open(".snakemake/tomotiff-run.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    host = socket.gethostname()
+    previous = os.pread(fd, 1024, 0).decode(errors="replace").split()
+    if previous and previous[0] == host:
+        stale = [name for name in os.listdir(".snakemake/locks") if re.fullmatch(r"\d+\.(input|output)\.lock", name)]
+        for name in stale:
+            os.remove(f".snakemake/locks/{name}")
+        if stale:
+            print(f"removed the Snakemake locks left by a killed run (process {' '.join(previous[1:2])} on {host})",
+                  file=sys.stderr)
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{host} {os.getpid()}\n".encode(), 0)
+    return fd
+
+
+# In the main process only (not again inside each cluster job), and only while no other run of
+# this workflow is alive here: the repair must never touch the files of a run in progress.
+if workflow.is_main_process:
+    RUN_LOCK = release_stale_snakemake_locks()
+    if RUN_LOCK is not None:
+        forget_shards_with_missing_images(SCANS)

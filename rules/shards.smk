@@ -1,0 +1,26 @@
+# One job per shard: images first..last of one scan at one bit depth, written into
+# results/{scan}/{depth}/. The TIFFs are not declared outputs (a directory() output would
+# clash with the other shards writing there); the shard's own manifest is.
+
+
+rule shard:
+    """Write images first..last with the library's extract(), as the CLI would."""
+    input:
+        source=source_input,
+        window=shard_window,
+    output:
+        SHARD,
+    params:
+        spec=shard_params,
+    log:
+        "logs/{scan}/{depth}/{first}-{last}.log",
+    benchmark:
+        "logs/benchmarks/{scan}/{depth}/{first}-{last}.tsv"
+    conda:
+        ENV
+    threads: config["shard_threads"]
+    resources:
+        mem_mb=lambda wildcards, threads: 512 + 256 * threads,
+        runtime=60,
+    script:
+        "../scripts/shard.py"
