@@ -3,13 +3,13 @@
 Everything here runs at the top level of the Snakefile, so it runs again inside every
 cluster job: it reads the config, never image data, and never opens an HDF5 file. The
 number of shards of a scan comes from the config's begin/stop or, when stop is not given,
-from the range the `stats` checkpoint recorded in results/{scan}/stats.json. Only the main
+from the source's metadata, read in an input function (see source_stop). Only the main
 process does two more cheap things before the DAG is built (at the end of this file): it
 releases Snakemake's locks when the run that left them was killed, and it notices deleted
 TIFFs (one directory listing per scan and bit depth).
 """
 
-import json
+import functools
 import os
 import re
 import sys
@@ -295,20 +295,43 @@ def shard_params(wildcards) -> dict:
     }
 
 
-_recorded_ranges: dict = {}
+@functools.cache
+def source_stop(scan_id: str) -> int | None:
+    """Where a scan without a configured stop ends: the image axis's length (HDF5 metadata
+    only, no pixels) or the last consecutive TIFF. Read in input functions, never at the top
+    level, and once per scan. None when the input cannot be read: the scan's stats job then
+    fails with the reason, naming the scan, and --keep-going finishes the other scans.
+
+    (A checkpoint recording the range would also work, but Snakemake loses the groups of
+    shard jobs created after a checkpoint, snakemake/snakemake#4202, and the slurm profile
+    groups shards.)"""
+    scan = SCANS[scan_id]
+    if TomotiffError is ValueError:  # tomotiff not importable here (--sdm conda): give stop
+        return None
+    from tomotiff.source import Hdf5Source, TiffDirSource
+    from tomotiff.synthetic import demo_length
+
+    demo = DEMO_INPUT.fullmatch(scan["input"])
+    if demo and not os.path.exists(scan["input"]):  # made by this workflow: its length is known
+        return demo_length(scan["input"].split("/")[2])
+    if not os.path.exists(scan["input"]):
+        return None
+
+    try:
+        if scan["kind"] == "hdf5":
+            source = Hdf5Source(scan["input"], scan["dataset"], scan["axis"], scan["begin"])
+            source.close()
+        else:
+            source = TiffDirSource(scan["input"], scan["input_pattern"], scan["begin"])
+    except TomotiffError:
+        return None
+    return source.stop
 
 
-def scan_range(scan: dict) -> tuple[int, int]:
-    """begin, stop of a scan: from the config, else as the `stats` checkpoint recorded it."""
-    if scan["stop"] is not None:
-        return scan["begin"], scan["stop"]
-    path = checkpoints.stats.get(scan=scan["id"]).output[0]
-    key = (path, os.stat(path).st_mtime_ns)
-    if key not in _recorded_ranges:
-        with open(path) as handle:
-            recorded = json.load(handle)["range"]
-        _recorded_ranges[key] = recorded["begin"], recorded["stop"]
-    return _recorded_ranges[key]
+def scan_range(scan: dict) -> tuple[int, int] | None:
+    """begin, stop of a scan: from the config, else from the source's metadata."""
+    stop = scan["stop"] if scan["stop"] is not None else source_stop(scan["id"])
+    return None if stop is None else (scan["begin"], stop)
 
 
 def shard_ranges(scan: dict) -> list[tuple[int, int]]:
@@ -321,8 +344,11 @@ def shard_ranges(scan: dict) -> list[tuple[int, int]]:
 
 
 def shard_manifests(wildcards) -> list[str]:
-    """The shard manifests the scan's manifest.json is merged from."""
+    """The shard manifests the scan's manifest.json is merged from; for a source that cannot be
+    read, its stats.json, whose job fails saying why."""
     scan = scan_of(wildcards)
+    if scan_range(scan) is None:
+        return [stats_path(scan["id"])]
     return [shard_path(scan["id"], wildcards.depth, first, last) for first, last in shard_ranges(scan)]
 
 
@@ -344,9 +370,8 @@ def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
     into it), so Snakemake cannot see a deleted image. A shard's manifest is its record that
     its images exist; when that is false the record goes, and so does the scan's manifest.json
     (it lists the image too): Snakemake never reruns a job whose output is up to date just
-    because one of its inputs is missing (that is how temp() files stay deleted), and its file
-    inventory is taken before checkpoint-dependent input functions run, so an input function
-    is too late. Only names are checked, with one directory listing per scan and depth;
+    because one of its inputs is missing (that is how temp() files stay deleted), so an input
+    function is too late. Only names are checked, with one directory listing per scan and depth;
     `tomotiff verify results/SCAN/DEPTH` checks the checksums. A record exists only once all its
     images are written, and a rewrite replaces each image atomically, so a run in progress is
     never mistaken for a damaged one.

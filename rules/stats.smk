@@ -27,9 +27,7 @@ rule window:
         "../scripts/window.py"
 
 
-# A checkpoint: when a scan's stop is not in the config, its shards are known only once this
-# has recorded the range in stats.json (without reading pixel data in the main process).
-checkpoint stats:
+rule stats:
     """Shape, range and statistics of the reference image, and the window of each bit depth."""
     input:
         source=source_input,

@@ -14,6 +14,20 @@ import tifffile
 
 IMAGE_KEY = {"projection": 0, "flat": 1, "dark": 2}
 
+# The workflow's demo scans (rules/demo_data.smk): the workflow makes these files, so it knows
+# their lengths before they exist (see demo_length).
+DEMO_SIZES = {
+    "savu": {"height": 48, "count": 64, "width": 48, "chunks": (8, 8, 8)},
+    "gda": {"projections": 120, "flats": 4, "darks": 4, "height": 24, "width": 32},
+    "tiff": {"pattern": "recon_%05d.tif", "count": 40, "height": 32, "width": 40},
+}
+
+
+def demo_length(kind: str) -> int:
+    """Images along the image axis of a demo scan of ``kind`` (savu: axis 1, others: axis 0)."""
+    sizes = DEMO_SIZES[kind]
+    return sizes["count"] if "count" in sizes else sizes["projections"] + sizes["flats"] + sizes["darks"]
+
 
 def recon_slice(index: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """One float32 reconstructed slice: a disc of attenuation ~1e-3 with seeded noise."""
