@@ -1,0 +1,143 @@
+"""The demo batch through a real SLURM scheduler: `snakemake --profile profiles/slurm`.
+
+A single-node cluster (slurmctld, slurmd, munge from Debian; see slurm_cluster.py) runs on
+loopback. Snakemake with snakemake-executor-plugin-slurm lives in its own virtual
+environment (.venv-slurm, made on first use), because where a SLURM client is installed the
+plugin's import costs every other Snakemake start a 10 s `scontrol` timeout. The test profile
+is profiles/slurm/config.yaml with only the overrides this small cluster needs.
+"""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO
+from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+SLURM_VENV = REPO / ".venv-slurm"
+WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles"]
+TEST_OVERRIDES = {
+    "slurm-status-command": "squeue",  # no accounting database here, so no sacct
+    "slurm-init-seconds-before-status-checks": 1,
+    "seconds-between-status-checks": 1,
+    "cores": 2,  # the node's CPUs: caps what a group of shards asks for
+    "jobs": 4,
+    "latency-wait": 5,
+    "default-resources": {"runtime": 10, "mem_mb": 300},
+    "set-resources": {rule: {"runtime": 10, "mem_mb": 300} for rule in ("stats", "window", "shard")},
+    "set-threads": {"shard": 1},
+    "group-components": {"shards": 4},
+}
+
+
+def slurm_snakemake() -> Path:
+    """snakemake with the SLURM plugin, in its own environment (installed once)."""
+    executable = SLURM_VENV / "bin" / "snakemake"
+    if not executable.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SLURM_VENV)], check=True)
+        done = subprocess.run([str(SLURM_VENV / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[slurm]"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            shutil.rmtree(SLURM_VENV)
+            pytest.skip(f"cannot install tomotiff[slurm]: {done.stderr.strip()[-300:]}")
+    return executable
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    try:
+        with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+            running.wait_ready(60)
+            yield running
+    except SlurmUnavailable as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A copy of the workflow whose demo batch ran locally (--cores 2); results kept aside."""
+    root = tmp_path_factory.mktemp("wf")
+    for name in WORKFLOW:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    profile = yaml.safe_load((root / "profiles" / "slurm" / "config.yaml").read_text())
+    profile.update(TEST_OVERRIDES)
+    (root / "profiles" / "slurm-test").mkdir()
+    (root / "profiles" / "slurm-test" / "config.yaml").write_text(yaml.safe_dump(profile))
+    local = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=root, capture_output=True, text=True)
+    assert local.returncode == 0, local.stderr[-3000:]
+    (root / "results").rename(root / "results-local")
+    return root
+
+
+def outputs(results: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(results)): p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
+
+
+def run_on_slurm(cluster: SlurmCluster, workdir: Path, cancel_one_shard: bool = False) -> str:
+    """Run the demo batch with the slurm profile; optionally scancel one running shard job."""
+    command = [str(slurm_snakemake()), "--profile", "profiles/slurm-test"]
+    process = subprocess.Popen(command, cwd=workdir, env=cluster.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    cancelled = None
+    if cancel_one_shard:
+        cancelled = _cancel_a_running_shard_job(cluster, process)
+    log = process.communicate(timeout=900)[0]
+    assert process.returncode == 0, log[-4000:] + cluster.diagnostics()
+    if cancel_one_shard:
+        assert cancelled is not None, "no shard job was seen running to cancel"
+        assert re.search(r"[Ee]rror|fail|CANCELLED", log), log[-4000:]
+    return log
+
+
+def _cancel_a_running_shard_job(cluster: SlurmCluster, process: subprocess.Popen) -> int | None:
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        listing = cluster.run("squeue", "-h", "-t", "RUNNING", "-o", "%i %k").stdout.split("\n")
+        shard_jobs = [line.split()[0] for line in listing if "shard" in line]
+        if shard_jobs:
+            time.sleep(0.5)  # let it start writing
+            cluster.cancel(int(shard_jobs[0]))
+            return int(shard_jobs[0])
+        time.sleep(0.2)
+    return None
+
+
+def job_ids_in_logs(workdir: Path, pattern: str) -> dict[str, str]:
+    """The SLURM job id each job's log recorded (tomotiff_job.py writes it first)."""
+    found = {}
+    for log in (workdir / "logs").glob(pattern):
+        match = re.search(r"SLURM job (\d+)", log.read_text())
+        found[str(log.relative_to(workdir))] = match.group(1) if match else "none"
+    return found
+
+
+def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(cluster, workdir):
+    log = run_on_slurm(cluster, workdir)
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
+    assert submitted, log[-3000:]
+    shard_jobs = job_ids_in_logs(workdir, "*/u*/*.log") | job_ids_in_logs(workdir, "*/f32/*.log")
+    stats_jobs = job_ids_in_logs(workdir, "*/stats.log")
+    assert shard_jobs and stats_jobs
+    for job, slurm_id in {**shard_jobs, **stats_jobs}.items():
+        assert slurm_id in submitted, f"{job} did not run in a SLURM job Snakemake submitted ({slurm_id})"
+    completed = {str(job) for job, state in cluster.jobs_seen().items() if state == "completed"}
+    assert submitted <= completed, (submitted - completed, cluster.diagnostics())
+    allocations = list(shard_jobs.values())
+    assert max(allocations.count(slurm_id) for slurm_id in set(allocations)) >= 2, "no SLURM job ran several shards"
+    assert outputs(workdir / "results") == outputs(workdir / "results-local")
+
+
+def test_a_cancelled_shard_job_is_retried_and_the_batch_completes(cluster, workdir):
+    shutil.rmtree(workdir / "results", ignore_errors=True)
+    run_on_slurm(cluster, workdir, cancel_one_shard=True)
+    assert outputs(workdir / "results") == outputs(workdir / "results-local")
+    assert not list((workdir / "results").rglob("*.part"))
