@@ -81,6 +81,7 @@ def run(source: Source, transform: Transform | None, out_dtype: np.dtype, sink, 
                 (transform or convert)(tile, out[:, rows])
             turns.wait(position)
             entries = [sink.write(first + k, out[k], source.image_origin(first + k)) for k in range(last - first)]
+            source.release(first, last)
         except BaseException:
             turns.done(position, ok=False)
             raise

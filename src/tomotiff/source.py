@@ -6,6 +6,7 @@ small and no chunk is decoded twice.
 """
 
 import math
+import mmap
 import os
 from collections.abc import Iterator
 from typing import Protocol
@@ -37,6 +38,8 @@ class Source(Protocol):
     def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]: ...
 
     def read_image(self, index: int) -> np.ndarray: ...
+
+    def release(self, first: int, last: int) -> None: ...
 
     def describe(self) -> dict: ...
 
@@ -99,9 +102,7 @@ class Hdf5Source:
         row_bytes = (last - first) * width * self.dtype.itemsize
         rows = max(step, TILE_BYTES // max(row_bytes, 1) // step * step)
         if rows >= height:
-            buffer = scratch("read", self.selection.buffer_shape(first, last), self.dtype)
-            self._read(buffer, self.selection.key(first, last), first, last)
-            yield slice(None), self.selection.as_images(buffer)
+            yield slice(None), self.selection.as_images(self._whole_images(first, last))
             return
         for top in range(0, height, rows):
             band = slice(top, min(top + rows, height))
@@ -113,14 +114,22 @@ class Hdf5Source:
         length = self.selection.shape[self.selection.axis]
         if not 0 <= index < length:
             raise TomotiffError(f"reference image -r {index} does not exist: the image axis has {length} images (0..{length - 1})")
-        buffer = np.empty(self.selection.buffer_shape(index, index + 1), self.dtype)
-        self._read(buffer, self.selection.key(index, index + 1), index, index + 1)
-        return self.selection.as_images(buffer)[0]
+        return np.array(self.selection.as_images(self._whole_images(index, index + 1))[0])
+
+    def release(self, first: int, last: int) -> None:
+        if self._bytes is not None:
+            self._bytes.release(first * self._image_stride, (last - first) * self._image_stride)
+
+    def _whole_images(self, first: int, last: int) -> np.ndarray:
+        """Images first..last-1, mapped from the file where possible, else read into a buffer."""
+        shape = self.selection.buffer_shape(first, last)
+        if self._bytes is not None:
+            return self._bytes.view(shape, self.dtype, first * self._image_stride)
+        buffer = scratch("read", shape, self.dtype)
+        self._read(buffer, self.selection.key(first, last), first, last)
+        return buffer
 
     def _read(self, buffer: np.ndarray, key: tuple, first: int, last: int) -> None:
-        if self._bytes is not None and key == self.selection.key(first, last):
-            self._bytes.read_into(buffer, first * self._image_stride)
-            return
         try:
             self.dataset.read_direct(buffer, source_sel=key)
         except (OSError, ValueError, RuntimeError) as exc:
@@ -151,17 +160,23 @@ class Hdf5Source:
 
 
 class ContiguousBytes:
-    """Whole images of a contiguous, unfiltered dataset read straight from the file with ``preadv``.
+    """Whole images of a contiguous, unfiltered dataset, mapped straight from the file.
 
-    HDF5 calls are serialised by h5py's global lock; plain ``preadv`` calls are not, so
-    workers read in parallel. Used only where the bytes of images ``first..last`` are one
-    range: contiguous layout, no filters, native byte order, and only singleton dimensions
+    HDF5 calls are serialised by h5py's global lock and copy the data; a read-only memory
+    map of the file is neither: workers quantise (or write) straight from the page cache,
+    in parallel. Used only where the bytes of images ``first..last`` are one range:
+    contiguous layout, no filters, native byte order, no crop, and only singleton dimensions
     before the image axis.
     """
 
-    def __init__(self, path: str, offset: int):
-        self.path, self.offset = path, offset
-        self.fd = os.open(path, os.O_RDONLY)
+    def __init__(self, path: str, offset: int, nbytes: int):
+        self.path = path
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size < offset + nbytes:  # mapping past the end would crash
+                raise TomotiffError(f"{path} ends before the image data does: the file is truncated")
+            self.map = mmap.mmap(handle.fileno(), 0, prot=mmap.PROT_READ)
+        self.map.madvise(mmap.MADV_SEQUENTIAL)
+        self.offset = offset
 
     @classmethod
     def open(cls, dataset, selection: Selection) -> "ContiguousBytes | None":
@@ -169,19 +184,22 @@ class ContiguousBytes:
         plain = (dataset.chunks is None and dataset.compression is None and dataset.dtype.isnative
                  and selection.crop == Crop())
         offset = dataset.id.get_offset() if plain and all(d == 1 for d in leading) else None
-        return None if offset is None else cls(dataset.file.filename, offset)
+        return None if offset is None else cls(dataset.file.filename, offset, dataset.nbytes)
 
-    def read_into(self, buffer: np.ndarray, start: int) -> None:
-        view = memoryview(buffer).cast("B")
-        done = 0
-        while done < view.nbytes:
-            count = os.preadv(self.fd, [view[done:]], self.offset + start + done)
-            if count == 0:
-                raise TomotiffError(f"{self.path} ends before the image data does: the file is truncated")
-            done += count
+    def view(self, shape: tuple[int, ...], dtype: np.dtype, start: int) -> np.ndarray:
+        """A read-only array over ``shape`` elements from byte ``start`` of the dataset."""
+        return np.frombuffer(self.map, dtype, int(np.prod(shape)), self.offset + start).reshape(shape)
+
+    def release(self, start: int, nbytes: int) -> None:
+        """Drop a finished range from this process's mapping (the page cache keeps it), so the
+        resident memory stays that of the blocks in flight, not of the file."""
+        page = mmap.PAGESIZE
+        begin = (self.offset + start) // page * page
+        end = min(-(-(self.offset + start + nbytes) // page) * page, len(self.map))
+        self.map.madvise(mmap.MADV_DONTNEED, begin, end - begin)
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.map.close()
 
 
 class TiffDirSource:
@@ -277,6 +295,9 @@ class TiffDirSource:
                     page.asarray(out=out.reshape(page.shape))
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
             raise TomotiffError(f"cannot read {path}: {exc}") from None
+
+    def release(self, first: int, last: int) -> None:
+        pass
 
     def describe(self) -> dict:
         crop = self.crop
