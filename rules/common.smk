@@ -47,13 +47,12 @@ def tomotiff_version() -> str:
     try:
         return version("tomotiff")
     except PackageNotFoundError:
-        import tomllib
-
         try:
-            with open(Path(workflow.basedir) / "pyproject.toml", "rb") as handle:
-                return tomllib.load(handle)["project"]["version"]
-        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            text = (Path(workflow.basedir) / "src" / "tomotiff" / "__init__.py").read_text()
+        except OSError:
             return "unknown"
+        found = re.search(r'^__version__ = "([^"]+)"', text, re.MULTILINE)
+        return found.group(1) if found else "unknown"
 
 
 TOMOTIFF_VERSION = tomotiff_version()

@@ -4,12 +4,7 @@ The data flow is one way: source -> selection -> window -> quantise -> sink -> m
 Each stage lives in the module of that name; :mod:`tomotiff.engine` streams them.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("tomotiff")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+__version__ = "0.1.0"  # the one place it is set (pyproject.toml reads it); recorded in every output
 
 from tomotiff.errors import TomotiffError
 from tomotiff.quantise import FORMULA, dequantise, quantise

@@ -14,7 +14,6 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
 import numpy as np
-from tqdm import tqdm
 
 from tomotiff.binning import bin_mean, binned_shape
 from tomotiff.buffers import scratch
@@ -28,6 +27,23 @@ MAX_DEFAULT_WORKERS = 8
 def default_workers() -> int:
     """Every core this process may use, capped: past a few workers the disk is the limit."""
     return max(1, min(len(os.sched_getaffinity(0)), MAX_DEFAULT_WORKERS))
+
+
+class _NoBar:
+    def update(self, count: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, shown: bool):
+    """A tqdm bar on stderr, imported only when shown (it costs start-up time)."""
+    if not shown:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="img", file=sys.stderr, leave=False)
 
 
 class _Turns:
@@ -61,7 +77,7 @@ def run(source: Source, transform: Transform | None, out_dtype: np.dtype, sink, 
     blocks = source.blocks()
     out_shape = binned_shape(source.image_shape, binning)
     turns = _Turns(getattr(sink, "ordered", False))
-    bar = tqdm(total=len(source.indices), unit="img", disable=not progress, file=sys.stderr, leave=False)
+    bar = _progress_bar(len(source.indices), progress)
 
     def one_block(position: int) -> list[dict]:
         first, last = blocks[position]

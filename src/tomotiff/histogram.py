@@ -31,7 +31,6 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm import tqdm
 
 from tomotiff.errors import TomotiffError
 from tomotiff.source import Source
@@ -298,6 +297,8 @@ class _Scan:
             return lambda count: None
         if self.bar is not None:
             self.bar.close()
+        from tqdm import tqdm  # only when shown: it costs start-up time
+
         self.bar = tqdm(total=self.images, unit="img", file=sys.stderr, leave=False,
                         desc=f"global window, pass {self.passes}")
         return self.bar.update
