@@ -209,3 +209,17 @@ def test_contiguous_datasets_read_directly_give_the_same_pixels(tmp_path):
     cut.write_bytes((tmp_path / "c.h5").read_bytes()[: 2048 + volume.nbytes // 2])
     done = run_cli("nxs2tiff", "-q", "--fp", "-d", "v", "-i", "1", cut, tmp_path / "cut")
     assert done.returncode == 2 and "Traceback" not in done.stderr and str(cut) in done.stderr
+
+
+@pytest.mark.parametrize("codec", ["Zstd", "Blosc", "LZ4"])
+def test_compressed_hdf5_input_through_hdf5plugin(tmp_path, codec):
+    import h5py
+    import hdf5plugin
+
+    volume = np.random.default_rng(8).normal(0, 1e-3, (12, 9, 14)).astype(np.float32)
+    with h5py.File(tmp_path / "z.h5", "w") as file:
+        file.create_dataset("v", data=volume, chunks=(4, 3, 14), **getattr(hdf5plugin, codec)())
+    done = run_cli("nxs2tiffux", "-q", "-d", "v", "-i", "1", "-u", "16", "--lo", "-3e-3", "--hi", "3e-3",
+                   tmp_path / "z.h5", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert_quantised(tifffile.imread(tmp_path / "out" / "image_00005.tif"), volume[:, 5, :], -3e-3, 3e-3, 16)

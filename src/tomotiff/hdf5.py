@@ -9,7 +9,6 @@ import os
 from collections.abc import Iterator
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the compression filters beamline files use)
 import numpy as np
 
 from tomotiff.errors import TomotiffError
@@ -42,6 +41,8 @@ def find_dataset(file: h5py.File, path: str | None) -> tuple[str, h5py.Dataset]:
             raise TomotiffError(f"{path!r} in {file.filename} is a group, not a dataset; {_listing(file)}")
         path = f"{path.rstrip('/')}/{_text(signal)}"
         obj = _resolve(file, path)
+    if isinstance(obj, h5py.Dataset) and obj.id.get_create_plist().get_nfilters():
+        import hdf5plugin  # noqa: F401  (registers the compression filters beamline files use)
     return "/" + path.strip("/"), obj
 
 
