@@ -6,6 +6,7 @@ Thin by design: parse the arguments, build a source and a conversion, call
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Callable
 
@@ -24,7 +25,12 @@ DEFAULT_PATTERN = "image_%05d.tif"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse whose errors are one line that points at -h."""
+    """argparse whose errors are one line that points at -h, and which reads ``--lo -3e-3`` as a
+    number (argparse's own pattern for negative numbers has no exponent)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} -h\n")
