@@ -22,9 +22,12 @@ def digest(path: Path) -> str:
 
 @pytest.fixture
 def recon(tmp_path) -> Path:
+    """The input of a test; tomotiff must leave it byte for byte as it was, whatever happens."""
     path = tmp_path / "in" / "recon.nxs"
     synthetic.write_savu_recon(str(path), height=64, count=30, width=64)
-    return path
+    before = digest(path)
+    yield path
+    assert digest(path) == before, "the input file was modified"
 
 
 def no_partial_files(directory: Path) -> bool:
@@ -77,7 +80,9 @@ def test_corrupted_tiff_header(tmp_path):
     data = bytearray(broken.read_bytes())
     data[0:4] = b"\x00\x01\x02\x03"  # no longer a TIFF byte-order mark
     broken.write_bytes(bytes(data))
+    inputs = {p.name: digest(p) for p in (tmp_path / "in").iterdir()}
     done = run_cli("tiff2tiffux", "-i", "s_%02d.tif", "--lo", "0", "--hi", "1e-3", tmp_path / "in", tmp_path / "out")
+    assert {p.name: digest(p) for p in (tmp_path / "in").iterdir()} == inputs
     assert done.returncode == 2 and "Traceback" not in done.stderr and "s_02.tif" in done.stderr
     assert no_partial_files(tmp_path / "out")
     for name in tiff_names(tmp_path / "out"):  # images finished before the failure are complete
@@ -118,15 +123,37 @@ OPTIONS = st.lists(st.sampled_from([
 ]), max_size=5)
 
 
+TIFF_OPTIONS = st.lists(st.sampled_from([
+    ["-i", "s_%02d.tif"], ["-i", "s_%d.tif"], ["-i", "none"], ["-o", "o_%03d.tif"], ["-o", "s_%02d.tif"],
+    ["-b", "2"], ["-s", "5"], ["-s", "50"], ["-u", "16"], ["--lo", "0"], ["--hi", "1e-3"], ["--use_ref"],
+    ["-r", "3"], ["-r", "99"], ["-p", "1"], ["--window", "global"], ["--sample", "0"], ["--bin", "2"],
+    ["--crop", "1", "1", "1", "1"], ["--crop", "9", "9", "0", "0"], ["--stack"], ["--compression", "zstd"],
+]), max_size=6)
+
+
 @settings(max_examples=40, deadline=None)
 @given(OPTIONS, st.sampled_from(["nxs2tiff", "nxs2tiffux"]))
 def test_fuzz_argument_combinations_succeed_or_fail_cleanly(tmp_path_factory, options, command):
     root = tmp_path_factory.mktemp("fuzz")
     path = root / "recon.nxs"
-    if not path.exists():
-        synthetic.write_savu_recon(str(path), height=6, count=8, width=5)
+    synthetic.write_savu_recon(str(path), height=6, count=8, width=5)
     args = [part for option in options for part in option]
-    done = run_cli(command, *args, path, root / "out")
+    check_clean_outcome(run_cli(command, *args, path, root / "out"))
+
+
+@settings(max_examples=30, deadline=None)
+@given(TIFF_OPTIONS)
+def test_fuzz_tiff2tiffux_arguments_succeed_or_fail_cleanly(tmp_path_factory, options):
+    root = tmp_path_factory.mktemp("fuzz")
+    synthetic.write_tiff_dir(str(root / "in"), "s_%02d.tif", count=8, height=6, width=5)
+    inputs = {p.name: digest(p) for p in (root / "in").iterdir()}
+    args = [part for option in options for part in option]
+    check_clean_outcome(run_cli("tiff2tiffux", *args, root / "in", root / "in"))  # writing beside its inputs
+    assert {name: digest(root / "in" / name) for name in inputs} == inputs
+
+
+def check_clean_outcome(done) -> None:
+    """Success, or one line saying what is wrong with exit code 2: never a traceback."""
     assert "Traceback" not in done.stderr
     assert done.returncode in (0, 2), done.stderr
     if done.returncode == 2:
