@@ -10,6 +10,7 @@ TIFFs (one directory listing per scan and bit depth).
 """
 
 import functools
+import json
 import os
 import re
 import sys
@@ -73,6 +74,8 @@ def config_error(index: int, raw_id, message: str) -> WorkflowError:
     return WorkflowError(f"config: {label} (scans[{index}]): {message}")
 
 
+SPLIT_KEYS_HINT = ("the workflow has no split_keys (the subdirectories would depend on the image keys in the data): "
+                   "give one scan entry per kind, with keys: projections, flats or darks")
 ID_RULE = ("a number, a range N-M of numbers, or a name of letters, digits, '_', '.' and '-' "
            "that starts with a letter or digit and holds no '..'")
 
@@ -87,6 +90,8 @@ def validate_config(config: dict) -> None:
             raise
         path = list(error.absolute_path)
         message = error.message
+        if "'split_keys'" in message:
+            message += f"; {SPLIT_KEYS_HINT}"
         if len(path) >= 2 and path[0] == "scans" and isinstance(path[1], int):
             raw = config["scans"][path[1]]
             raw_id = raw.get("id") if isinstance(raw, dict) else None
@@ -147,11 +152,17 @@ def check_output_pattern(pattern: str) -> str:
 
 
 def resolve_scan(scan_id: str, settings: dict) -> dict:
-    """One scan's settings, resolved: kind, paths, depths and the window of each depth."""
+    """One scan's settings, resolved: kind, paths, depths, the window of each depth and the
+    output choices, in the terms the library takes them (as the CLI passes them)."""
     kind = infer_kind(settings)
     begin, stop = settings["begin"], settings["stop"]
     if stop is not None and stop <= begin:
         raise ValueError(f"stop ({stop}) must be greater than begin ({begin}); stop is exclusive")
+    if kind == "tiff":  # tiff2tiffux has no --keys and no --image-key-path: TIFFs carry no image_key
+        for key, default in (("keys", "all"), ("image_key_path", None)):
+            if settings[key] != default:
+                raise ValueError(f"{key}: {settings[key]!r} applies to HDF5 raw scans only (image_key); "
+                                 f"this scan is a directory of TIFFs")
     windows = {}
     for depth in QUANTISED:
         window = settings["windows"].get(depth) or settings["window"]
@@ -159,9 +170,11 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         if lo is not None and hi is not None and not hi > lo:
             raise ValueError(f"window of {depth}: hi ({hi}) must be greater than lo ({lo})")
         windows[depth] = {"lo": lo, "hi": hi, "reference": window.get("reference"),
-                          "percent": float(window.get("percent", 0))}
+                          "percent": float(window.get("percent", 0)), "method": window.get("method", "reference"),
+                          "sample": int(window.get("sample", 1))}
     depths = [DEPTHS[bits] for bits in sorted(settings["bits"])]
     input_pattern = settings["input_pattern"] or "image_%05d.tif"
+    crop = settings["crop"]
     return {
         "id": scan_id,
         "kind": kind,
@@ -171,10 +184,15 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "input_pattern": fill(input_pattern, scan_id, "input_pattern") if kind == "tiff" else None,
         "begin": begin,
         "stop": stop,
+        "crop": [int(margin) for margin in crop] if crop is not None else [0, 0, 0, 0],
+        "image_key_path": settings["image_key_path"],
+        "keys": settings["keys"],
         "depths": depths,
         "reference": settings["window"].get("reference"),
         "windows": {depth: windows[depth] for depth in depths if depth in QUANTISED},
         "output_pattern": check_output_pattern(fill(settings["output_pattern"], scan_id, "output_pattern")),
+        "layout": {"compression": settings["compression"], "imagej": settings["imagej"], "stack": settings["stack"],
+                   "bin": int(settings["bin"])},
         "shard_size": settings["shard_size"],
     }
 
@@ -254,11 +272,12 @@ def source_input(wildcards) -> list[str]:
 
 
 def source_spec(scan: dict) -> dict:
-    """Where the images come from: the parameters a script needs to open the source. The
-    absolute path is one too: every TIFF records it, so a relative input seen from a moved
-    working directory reruns the scan rather than mixing two paths in one scan's files."""
-    spec = {key: scan[key] for key in ("id", "kind", "input", "dataset", "axis", "input_pattern", "begin", "stop")}
-    return {**spec, "source": os.path.abspath(scan["input"])}
+    """Where the images come from: the parameters a script needs to open the source (the crop
+    and the image_key dataset too: they change the window, the statistics and every image).
+    The absolute path is one as well: every TIFF records it, so a relative input seen from a
+    moved working directory reruns the scan rather than mixing two paths in one scan's files."""
+    keys = ("id", "kind", "input", "dataset", "axis", "input_pattern", "begin", "stop", "crop", "image_key_path")
+    return {**{key: scan[key] for key in keys}, "source": os.path.abspath(scan["input"])}
 
 
 def window_params(wildcards) -> dict:
@@ -281,13 +300,18 @@ def shard_window(wildcards) -> list[str]:
 
 
 def shard_params(wildcards) -> dict:
-    """Everything that determines a shard's images (the window comes in its input file)."""
+    """Everything that determines a shard's images (the window comes in its input file): which
+    images (keys), and how they are laid out (compression, imagej, stack, bin), besides the
+    source. Only these jobs see keys and the layout, so changing them rewrites the images and
+    the manifests, never the windows or the statistics."""
     scan = scan_of(wildcards)
     return {
         **source_spec(scan),
         "first": int(wildcards.first),
         "last": int(wildcards.last),
         "depth": wildcards.depth,
+        "keys": scan["keys"],
+        "layout": scan["layout"],
         "output_dir": f"results/{scan['id']}/{wildcards.depth}",
         "output_pattern": scan["output_pattern"],
         "tomotiff": TOMOTIFF_VERSION,
@@ -335,8 +359,11 @@ def scan_range(scan: dict) -> tuple[int, int] | None:
 
 def shard_ranges(scan: dict) -> list[tuple[int, int]]:
     """(first, last) of each shard, inclusive. Boundaries fall on multiples of shard_size, so
-    only the first shard may be short and a shard keeps its name when begin moves."""
+    only the first shard may be short and a shard keeps its name when begin moves. A stack
+    (one file per scan and depth) is one shard: the whole range."""
     begin, stop = scan_range(scan)
+    if scan["layout"]["stack"]:
+        return [(begin, stop - 1)]
     size = scan["shard_size"]
     bounds = [begin, *range((begin // size + 1) * size, stop, size), stop]
     return [(a, b - 1) for a, b in zip(bounds, bounds[1:])]
@@ -353,11 +380,26 @@ def shard_manifests(wildcards) -> list[str]:
 
 def manifest_params(wildcards) -> dict:
     scan = scan_of(wildcards)
-    return {"id": scan["id"], "depth": wildcards.depth, "output_pattern": scan["output_pattern"],
+    return {"id": scan["id"], "depth": wildcards.depth, "keys": scan["keys"], "output_pattern": scan["output_pattern"],
             "tomotiff": TOMOTIFF_VERSION}
 
 
 # --- deleted images ------------------------------------------------------------------------
+
+
+def shard_files(scan: dict, record_path: str, first: int, last: int) -> list[str] | None:
+    """The files shard first..last wrote: one per image of its range, named by the output
+    pattern; or, when only some images are selected (keys) or they go into one stack file,
+    the files its record lists (a raw scan's keys are data, not config). None when the record
+    cannot be read (it is then rewritten)."""
+    if scan["keys"] == "all" and not scan["layout"]["stack"]:
+        return [scan["output_pattern"] % i for i in range(first, last + 1)]
+    try:
+        with open(record_path) as handle:
+            images = json.load(handle)["images"]
+        return list(dict.fromkeys(str(entry["file"]) for entry in images))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
@@ -370,7 +412,8 @@ def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
     its images exist; when that is false the record goes, and so does the scan's manifest.json
     (it lists the image too): Snakemake never reruns a job whose output is up to date just
     because one of its inputs is missing (that is how temp() files stay deleted), so an input
-    function is too late. Only names are checked, with one directory listing per scan and depth;
+    function is too late. Only names are checked, with one directory listing per scan and depth
+    (and, for a scan with keys or a stack, the shard records, which list the files written);
     `tomotiff verify results/SCAN/DEPTH` checks the checksums. A record exists only once all its
     images are written, and a rewrite replaces each image atomically, so a run in progress is
     never mistaken for a damaged one.
@@ -391,18 +434,22 @@ def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
                         present = set()
                 first, last = (int(n) for n in record[: -len(".json")].split("-"))
                 try:
-                    missing = [i for i in range(first, last + 1) if scan["output_pattern"] % i not in present]
+                    files = shard_files(scan, f"{work}/{record}", first, last)
                 except (TypeError, ValueError):  # a pattern the jobs reject anyway
                     break
-                if missing:
+                if files is None:
+                    problem = f"the record of shard {first}-{last} is unreadable"
+                else:
+                    missing = [name for name in files if name not in present]
+                    if not missing:
+                        continue
                     more = f" and {len(missing) - 1} more images" if len(missing) > 1 else ""
-                    print(f"scan {scan['id']} {depth}: {scan['output_pattern'] % missing[0]}{more} of shard "
-                          f"{first}-{last} missing; removed its record and manifest.json so that they are rewritten",
-                          file=sys.stderr)
-                    for path in (f"{work}/{record}", manifest_path(scan["id"], depth)):
-                        if os.path.exists(path):
-                            os.remove(path)
-
+                    problem = f"{missing[0]}{more} of shard {first}-{last} missing"
+                print(f"scan {scan['id']} {depth}: {problem}; removed its record and manifest.json so that they "
+                      f"are rewritten", file=sys.stderr)
+                for path in (f"{work}/{record}", manifest_path(scan["id"], depth)):
+                    if os.path.exists(path):
+                        os.remove(path)
 
 
 # --- locks left by a killed run --------------------------------------------------------------

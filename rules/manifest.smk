@@ -1,5 +1,5 @@
 # One manifest.json per scan and bit depth, merged from the shard manifests: every image
-# (index, file, sha256) with the source and the window, as the CLI's manifest.json.
+# (index, file, xxh3_128) with the source and the window, as the CLI's manifest.json.
 
 
 rule manifest:

@@ -47,35 +47,46 @@ def run(snakemake, main: Callable[[Callable[[str], None]], None]) -> None:
             raise
 
 
-def open_source(spec: dict, begin: int, stop: int | None, window_images: bool = False):
-    """The scan's images begin..stop-1 (stop None: to the end), opened as the CLI opens them.
+def open_source(spec: dict, begin: int, stop: int | None, window_images: bool = False, keys: str | None = None):
+    """The scan's images begin..stop-1 (stop None: to the end), opened as the CLI opens them:
+    cropped (``crop``), and for a raw NXtomo scan with its ``image_key`` (found by the library,
+    or the ``image_key_path`` given), as nxs2tiff and nxs2tiffux handle it.
 
-    A raw NXtomo scan (an image_key dataset found by the library) is handled as nxs2tiff and
-    nxs2tiffux handle it by default: every image is written with its key in its metadata, and
-    with ``window_images`` (choosing the window, or the default reference image) only the
-    projections in the range count.
+    Every image is recorded with its key in its metadata. With ``window_images`` (choosing the
+    window, or the default reference image) only the projections in the range count, whatever
+    ``keys`` says. With ``keys`` (a shard) the selected images are the images of that kind in
+    begin..stop-1, possibly none, once the scan's whole range is known to hold some: the CLI's
+    check and message. As the CLI's, the keys must exist when ``keys`` is not ``all`` or a path
+    is given.
     """
     from tomotiff.errors import TomotiffError
     from tomotiff.keys import raw_scan
+    from tomotiff.selection import Crop
     from tomotiff.source import Hdf5Source, TiffDirSource
 
     path = spec["input"]
+    crop = Crop(*spec["crop"])
     if spec["kind"] == "tiff":
         if os.path.isfile(path):
             raise TomotiffError(f"input {path} is a file, not a directory of TIFFs; set kind: hdf5 if it is an HDF5 file")
-        return TiffDirSource(path, spec["input_pattern"], begin, stop)
+        return TiffDirSource(path, spec["input_pattern"], begin, stop, crop)
     if not os.path.exists(path):
         raise TomotiffError(f"input file not found: {path}")
     if os.path.isdir(path):
         raise TomotiffError(f"input {path} is a directory; set kind: tiff (and input_pattern) for TIFF directories")
-    source = Hdf5Source(path, spec["dataset"], spec["axis"], begin, stop)
+    source = Hdf5Source(path, spec["dataset"], spec["axis"], begin, stop, crop)
     try:
-        scan = raw_scan(source.file, source.selection.shape[source.selection.axis], None, False)
+        length = source.selection.shape[source.selection.axis]
+        required = keys not in (None, "all") or spec["image_key_path"] is not None
+        scan = raw_scan(source.file, length, spec["image_key_path"], required)
         if scan is not None:
             source.use_keys(scan)
             projections = scan.indices("projections", source.begin, source.stop)
             if window_images and projections.size:
                 source.indices = projections
+            if keys is not None:
+                scan.outputs(keys, False, spec["begin"], length if spec["stop"] is None else spec["stop"])
+                source.indices = scan.indices(keys, source.begin, source.stop)
     except BaseException:
         source.close()
         raise

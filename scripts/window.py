@@ -1,4 +1,5 @@
-"""Choose one bit depth's window with the library's choose_window, as the CLI does."""
+"""Choose one bit depth's window with the library's choose_window, as the CLI does: once per scan
+and depth (a global window reads the whole range here, and only here)."""
 
 from tomotiff_job import open_source, run
 
@@ -12,7 +13,8 @@ def main(say) -> None:
     wanted = spec["window"]
     source = open_source(spec, spec["begin"], spec["stop"], window_images=True)
     try:
-        window = choose_window(source, wanted["lo"], wanted["hi"], wanted["reference"], wanted["percent"])
+        window = choose_window(source, wanted["lo"], wanted["hi"], wanted["reference"], wanted["percent"],
+                               wanted["method"], wanted["sample"])
         begin, stop = source.begin, source.stop
     finally:
         source.close()

@@ -19,9 +19,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tifffile
 import yaml
 
-from conftest import read_tiff, run_cli
+from conftest import read_tiff, run_cli, tiff_names
 from tomotiff import synthetic
 from tomotiff.manifest import verify
 
@@ -431,6 +432,12 @@ def test_6_bad_inputs_fail_naming_the_scan_and_the_others_finish(tmp_path):
     ({"id": 5, "input": "a.nxs", "window": {"lo": 2, "hi": 1}}, "scan 5 (scans[0]): window of u8: hi (1) must be"),
     ({"id": 5, "input": "{scan}/{run}.nxs"}, "scan 5 (scans[0]): input '{scan}/{run}.nxs': the only placeholder"),
     ({"id": "9-7", "input": "a.nxs"}, "scan 9-7 (scans[0]): id range 9-7 ends before it starts"),
+    ({"id": 5, "input": "a.nxs", "crop": [1, 2, 3]}, "scan 5 (scans[0]): crop: [1, 2, 3] is too short"),
+    ({"id": 5, "input": "a.nxs", "bin": 3}, "scan 5 (scans[0]): bin: 3 is not one of [1, 2, 4]"),
+    ({"id": 5, "input": "a.nxs", "window": {"method": "local"}}, "scan 5 (scans[0]): window.method: 'local' is not"),
+    ({"id": 5, "input": "d", "input_pattern": "r_%03d.tif", "keys": "flats"},
+     "scan 5 (scans[0]): keys: 'flats' applies to HDF5 raw scans only"),
+    ({"id": 5, "input": "a.nxs", "split_keys": True}, "('split_keys' was unexpected); the workflow has no split_keys"),
 ])
 def test_config_errors_name_the_key_and_the_scan(tmp_path, scan, expected):
     workdir = copy_workflow(tmp_path, {"scans": [scan]})
@@ -471,6 +478,204 @@ def test_a_configfile_replaces_the_demo_batch(tmp_path):
     assert {w.get("scan", w.get("name")) for rule, w in jobs if rule != "all"} == {"5"}
 
 
+# --- the commands' options in the batch config -----------------------------------------------------
+
+
+OPTION_SCANS = [
+    # darks only (0, 1, 62, 63), keys at a given path: two of the four shards hold no image
+    {"id": "darks", "input": "data/raw.nxs", "dataset": GDA, "keys": "darks",
+     "image_key_path": "entry1/tomo_entry/instrument/detector/image_key", "bits": [8, 32]},
+    # a cropped global window (every third image), and a cropped reference window for 16 bits
+    {"id": "glob", "input": "data/recon.nxs", "dataset": SAVU, "axis": 1, "crop": [1, 2, 3, 4], "bits": [8, 16],
+     "window": {"method": "global", "percent": 0.5, "sample": 3}, "windows": {"u16": {"percent": 1}}},
+    {"id": "cropbin", "input": "data/tiffs", "input_pattern": "recon_%05d.tif", "crop": [2, 3, 4, 5], "bin": 2,
+     "bits": [16], "window": {"reference": 10, "percent": 1}},
+    {"id": "packed", "input": "data/recon.nxs", "dataset": SAVU, "axis": 1, "compression": "zlib", "imagej": True,
+     "bits": [8, 32]},
+    # the flats (2, 3, 60, 61) as one zstd stack, named by the first of them
+    {"id": "stacked", "input": "data/raw.nxs", "dataset": GDA, "keys": "flats", "stack": True,
+     "compression": "zstd", "bits": [16]},
+]
+# The CLI command and options giving the same files as each scan and bit depth above.
+OPTION_CLI = {
+    ("darks", "u8"): ("nxs2tiffux", "-u", "8", "-d", GDA, "--keys", "darks", "--image-key-path",
+                      "entry1/tomo_entry/instrument/detector/image_key", "data/raw.nxs"),
+    ("darks", "f32"): ("nxs2tiff", "--fp", "-d", GDA, "--keys", "darks", "--image-key-path",
+                       "entry1/tomo_entry/instrument/detector/image_key", "data/raw.nxs"),
+    ("glob", "u8"): ("nxs2tiffux", "-u", "8", "-d", SAVU, "-i", "1", "--crop", "1", "2", "3", "4", "--window", "global",
+                     "-p", "0.5", "--sample", "3", "data/recon.nxs"),
+    ("glob", "u16"): ("nxs2tiffux", "-u", "16", "-d", SAVU, "-i", "1", "--crop", "1", "2", "3", "4", "-p", "1",
+                      "data/recon.nxs"),
+    ("cropbin", "u16"): ("tiff2tiffux", "-u", "16", "-i", "recon_%05d.tif", "--crop", "2", "3", "4", "5", "--bin", "2",
+                         "--use_ref", "-r", "10", "-p", "1", "data/tiffs"),
+    ("packed", "u8"): ("nxs2tiffux", "-u", "8", "-d", SAVU, "-i", "1", "--compression", "zlib", "--imagej",
+                       "data/recon.nxs"),
+    ("packed", "f32"): ("nxs2tiff", "--fp", "-d", SAVU, "-i", "1", "--compression", "zlib", "--imagej", "data/recon.nxs"),
+    ("stacked", "u16"): ("nxs2tiffux", "-u", "16", "-d", GDA, "--keys", "flats", "--stack", "--compression", "zstd",
+                         "data/raw.nxs"),
+}
+
+
+def assert_option_same_as_cli(workdir: Path, tmp_path: Path, scan: str, depth: str, *args: str,
+                              without: str | None = None) -> None:
+    """The scan's depth equals what the CLI writes with OPTION_CLI's options, then ``args``
+    (which win: the last --keys, --crop, ... counts) and ``without`` a flag, run in the
+    workflow's directory on the same (relative) input."""
+    command, *options = OPTION_CLI[scan, depth]
+    options = [option for option in options if option != without]
+    out = tmp_path / f"cli-{scan}-{depth}-{hashlib.sha1(repr((args, without)).encode()).hexdigest()[:8]}"
+    done = run_cli(command, "-q", *options[:-1], *args, "-o", f"{scan}_%05d.tif", options[-1], out, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    assert_same_as_cli(workdir / "results" / scan / depth, out)
+
+
+def rewritten_outputs(paths: set[str]) -> set[tuple[str, str]]:
+    """What a run rewrote, per scan: ``stats``, ``window-u8``, or a depth (its images, shard
+    records or manifest)."""
+    places = set()
+    for path in paths:
+        parts = Path(path).parts  # results, scan, ...
+        name = parts[3] if parts[2] == ".work" else parts[2]
+        places.add((parts[1], name.removesuffix(".json")))
+    return places
+
+
+def planned_by_scan(workdir: Path) -> dict[str, set[tuple[str, str, str]]]:
+    """The jobs of a dry run, per scan: (rule, depth, first shard image)."""
+    jobs: dict[str, set] = {}
+    for rule, w in planned(workdir):
+        if rule != "all":
+            jobs.setdefault(w["scan"], set()).add((rule, w.get("depth", ""), w.get("first", "")))
+    return jobs
+
+
+def shard_jobs(depth: str, *firsts: int) -> set[tuple[str, str, str]]:
+    return {("shard", depth, f"{first:05d}") for first in firsts} | {("manifest", depth, "")}
+
+
+@pytest.fixture(scope="module")
+def options_run(tmp_path_factory) -> tuple[Path, Path]:
+    """One batch using every option of the commands, on small synthetic files: a raw scan of
+    64 images (darks 0, 1, 62, 63; flats 2, 3, 60, 61), a reconstruction of 40 and 24 TIFFs."""
+    root = tmp_path_factory.mktemp("options")
+    workdir = copy_workflow(root / "wf", {"shard_threads": 1, "defaults": {"shard_size": 16}, "scans": OPTION_SCANS})
+    synthetic.write_gda_raw(str(workdir / "data/raw.nxs"), projections=56, flats=4, darks=4, height=24, width=32)
+    synthetic.write_savu_recon(str(workdir / "data/recon.nxs"), height=32, count=40, width=36)
+    synthetic.write_tiff_dir(str(workdir / "data/tiffs"), "recon_%05d.tif", count=24, height=30, width=34)
+    run_ok(workdir)
+    shutil.copytree(workdir, root / "finished", symlinks=True)
+    return workdir, root / "finished"
+
+
+@pytest.fixture
+def options(options_run) -> Path:
+    """The finished options batch, as it finished, at the path where it ran (see demo)."""
+    workdir, finished = options_run
+    shutil.rmtree(workdir)
+    shutil.copytree(finished, workdir, symlinks=True)
+    return workdir
+
+
+@pytest.mark.slow
+def test_every_option_matches_the_cli(options, tmp_path):
+    workdir = options
+    for (scan, depth) in OPTION_CLI:
+        assert_option_same_as_cli(workdir, tmp_path, scan, depth)
+    results = workdir / "results"
+    # keys: only the darks are written; shards without one leave an empty record
+    assert tiff_names(results / "darks/u8") == [f"darks_{i:05d}.tif" for i in (0, 1, 62, 63)]
+    assert [manifest(results / f"darks/.work/f32/{r}.json")["images"] for r in ("00016-00031", "00032-00047")] == [[], []]
+    darks = manifest(results / "darks/u8/manifest.json")
+    assert (darks["begin"], darks["stop"], darks["count"], darks["window"]["reference"]) == (0, 64, 4, 32)
+    assert darks["image_key_path"] == "/entry1/tomo_entry/instrument/detector/image_key"
+    # a global window, chosen once in the window job, with the crop
+    window = json.loads((results / "glob/.work/window-u8.json").read_text())["window"]
+    assert window["method"] == "global" and window["sample"] == 3 and manifest(results / "glob/u8/manifest.json")[
+        "window"] == window
+    assert manifest(results / "glob/u16/manifest.json")["crop"] == [1, 2, 3, 4]
+    # crop and bin: (30 - 5) x (34 - 9) pixels, binned 2 x 2
+    assert read_tiff(results / "cropbin/u16/cropbin_00003.tif")[0].shape == (12, 12)
+    # compression and ImageJ metadata; the JSON metadata in tag 65000
+    with tifffile.TiffFile(results / "packed/u8/packed_00007.tif") as tif:
+        assert tif.is_imagej and tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+        assert json.loads(tif.pages[0].tags[65000].value)["index"] == 7
+    # stack: one file named as its first image (flat 2), one shard for the whole range
+    assert tiff_names(results / "stacked/u16") == ["stacked_00002.tif"]
+    assert sorted(p.name for p in (results / "stacked/.work/u16").iterdir()) == ["00000-00063.json"]
+    with tifffile.TiffFile(results / "stacked/u16/stacked_00002.tif") as tif:
+        assert len(tif.pages) == 4 and tif.pages[0].compression == tifffile.COMPRESSION.ZSTD
+    assert [e["page"] for e in manifest(results / "stacked/u16/manifest.json")["images"]] == [0, 1, 2, 3]
+    assert stray_files(results) == []
+
+
+@pytest.mark.slow
+def test_changing_an_option_reruns_only_what_it_affects(options, tmp_path):
+    workdir = options
+    raw_shards, recon_shards = (0, 16, 32, 48), (0, 16, 32)
+    config = read_config(workdir)
+    scans = {scan["id"]: scan for scan in config["scans"]}
+    # Options that change only the images: keys, compression, imagej, bin, stack (no window, no statistics)
+    scans["darks"]["keys"] = "flats"
+    scans["packed"]["compression"] = "lzw"
+    scans["cropbin"]["bin"] = 4
+    scans["stacked"]["stack"] = False
+    scans["glob"]["crop"] = [2, 2, 2, 2]  # the crop changes the windows and the statistics too
+    write_config(workdir, config)
+    assert planned_by_scan(workdir) == {
+        "darks": shard_jobs("u8", *raw_shards) | shard_jobs("f32", *raw_shards),
+        "packed": shard_jobs("u8", *recon_shards) | shard_jobs("f32", *recon_shards),
+        "cropbin": shard_jobs("u16", 0, 16),
+        "stacked": shard_jobs("u16", *raw_shards),
+        "glob": shard_jobs("u8", *recon_shards) | shard_jobs("u16", *recon_shards) | {
+            ("window", "u8", ""), ("window", "u16", ""), ("stats", "", "")},
+    }
+    before = snapshot(workdir)
+    run_ok(workdir)
+    assert rewritten_outputs(changed(before, snapshot(workdir))) == {
+        ("darks", "u8"), ("darks", "f32"), ("packed", "u8"), ("packed", "f32"), ("cropbin", "u16"), ("stacked", "u16"),
+        ("glob", "u8"), ("glob", "u16"), ("glob", "window-u8"), ("glob", "window-u16"), ("glob", "stats")}
+    assert nothing_to_do(workdir)
+    assert_option_same_as_cli(workdir, tmp_path, "darks", "u8", "--keys", "flats")
+    assert_option_same_as_cli(workdir, tmp_path, "packed", "f32", "--compression", "lzw")
+    assert_option_same_as_cli(workdir, tmp_path, "cropbin", "u16", "--bin", "4")
+    assert_option_same_as_cli(workdir, tmp_path, "stacked", "u16", without="--stack")
+    assert_option_same_as_cli(workdir, tmp_path, "glob", "u8", "--crop", "2", "2", "2", "2")
+
+    # The window's method and sample, the key dataset and the output format, each alone
+    scans["glob"]["window"]["sample"] = 2  # u8 only: u16 has its own window
+    scans["darks"]["image_key_path"] = None  # found by itself: the same keys, but a parameter of everything
+    scans["packed"]["imagej"] = False
+    scans["stacked"]["compression"] = "none"
+    write_config(workdir, config)
+    assert planned_by_scan(workdir) == {
+        "glob": shard_jobs("u8", *recon_shards) | {("window", "u8", ""), ("stats", "", "")},
+        "darks": shard_jobs("u8", *raw_shards) | shard_jobs("f32", *raw_shards) | {("window", "u8", ""),
+                                                                                     ("stats", "", "")},
+        "packed": shard_jobs("u8", *recon_shards) | shard_jobs("f32", *recon_shards),
+        "stacked": shard_jobs("u16", *raw_shards),
+    }
+
+
+@pytest.mark.slow
+def test_deleted_files_of_selected_keys_and_of_a_stack_are_rewritten(options):
+    workdir = options
+    results = workdir / "results"
+    gone = [results / "darks/f32/darks_00062.tif", results / "stacked/u16/stacked_00002.tif"]
+    digests = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in gone}
+    for path in gone:
+        path.unlink()
+    (results / "darks/.work/u8/00016-00031.json").write_text("{")  # a damaged record: rewritten too
+    assert planned_by_scan(workdir) == {"darks": shard_jobs("f32", 48) | shard_jobs("u8", 16),
+                                        "stacked": shard_jobs("u16", 0)}
+    run_ok(workdir)
+    for path, digest in digests.items():
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    assert manifest(results / "darks/.work/u8/00016-00031.json")["images"] == []
+    for directory in ("darks/f32", "darks/u8", "stacked/u16"):
+        assert verify(str(results / directory)) == []
+    assert nothing_to_do(workdir)
+
+
 # --- the real beamline files --------------------------------------------------------------------------
 
 
@@ -491,6 +696,9 @@ def real_run(tmp_path_factory) -> Path:
             # flats 0..49, darks 50..99, projections 100..119: the window comes from the projections
             {"id": "k11-head", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
              "stop": 120, "shard_size": 64, "bits": [8], "window": {"percent": 1}},
+            # the flats of the same images: shards 0-31 and 32-63 hold flats, 64-95 and 96-119 none
+            {"id": "k11-flats", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
+             "stop": 120, "keys": "flats", "shard_size": 32, "bits": [8], "window": {"percent": 1}},
         ],
     })
     run_ok(workdir)
@@ -546,3 +754,24 @@ def test_real_k11_raw_scan_and_tiff_directory(real_run, tmp_path):
         tmp_path, "tiff2tiffux", "-i", "raw_%05d.tiff", "-o", "raw-tiffs_%05d.tif", "-u", "8", "-p", "0.5",
         REAL / "savu-raw-tiffs"))
     assert nothing_to_do(real_run)
+
+
+@pytest.mark.slow
+def test_real_k11_flats(real_run, tmp_path):
+    source = REAL / "k11-diad-18014/k11-18014.nxs"
+    results = real_run / "results/k11-flats"
+    assert_same_as_cli(results / "u8", cli_tiffs(tmp_path, "nxs2tiffux", "-d", "/entry/imaging/data", "-s", "120",
+                                                 "--keys", "flats", "-u", "8", "-p", "1", "-o", "k11-flats_%05d.tif",
+                                                 source))
+    assert tiff_names(results / "u8") == [f"k11-flats_{i:05d}.tif" for i in range(50)]
+    assert manifest(results / "u8/manifest.json")["window"]["reference"] == 110  # the middle projection
+    records = {p.name: len(manifest(p)["images"]) for p in (results / ".work/u8").iterdir()}
+    assert records == {"00000-00031.json": 32, "00032-00063.json": 18, "00064-00095.json": 0, "00096-00119.json": 0}
+    config = read_config(real_run)
+    try:
+        config["scans"][-1]["keys"] = "darks"
+        write_config(real_run, config)
+        assert planned_by_scan(real_run) == {"k11-flats": shard_jobs("u8", 0, 32, 64, 96)}
+    finally:
+        config["scans"][-1]["keys"] = "flats"
+        write_config(real_run, config)
