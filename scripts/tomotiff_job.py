@@ -60,7 +60,6 @@ def open_source(spec: dict, begin: int, stop: int | None, window_images: bool = 
     is given.
     """
     from tomotiff.errors import TomotiffError
-    from tomotiff.keys import raw_scan
     from tomotiff.selection import Crop
     from tomotiff.source import Hdf5Source, TiffDirSource
 
@@ -78,12 +77,10 @@ def open_source(spec: dict, begin: int, stop: int | None, window_images: bool = 
     try:
         length = source.selection.shape[source.selection.axis]
         required = keys not in (None, "all") or spec["image_key_path"] is not None
-        scan = raw_scan(source.file, length, spec["image_key_path"], required)
+        scan = source.raw_scan(spec["image_key_path"], required)
         if scan is not None:
-            source.use_keys(scan)
-            projections = scan.indices("projections", source.begin, source.stop)
-            if window_images and projections.size:
-                source.indices = projections
+            if window_images:
+                source.indices = scan.window_images(source.begin, source.stop, source.indices)
             if keys is not None:
                 scan.outputs(keys, False, spec["begin"], length if spec["stop"] is None else spec["stop"])
                 source.indices = scan.indices(keys, source.begin, source.stop)

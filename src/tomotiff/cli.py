@@ -13,7 +13,7 @@ from collections.abc import Callable
 from tomotiff import __version__, engine
 from tomotiff.errors import TomotiffError
 from tomotiff.extract import Conversion, Layout, choose_window, extract, keep_conversion
-from tomotiff.keys import SELECTIONS, raw_scan
+from tomotiff.keys import SELECTIONS
 from tomotiff.manifest import verify
 from tomotiff.pattern import check_pattern, format_name
 from tomotiff.selection import Crop
@@ -212,13 +212,11 @@ def _extract_hdf5(args: argparse.Namespace, conversion_for: Callable[[Source], C
     source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop, _crop(args))
     try:
         required = args.keys != "all" or args.split_keys or args.image_key_path is not None
-        scan = raw_scan(source.file, source.selection.shape[source.selection.axis], args.image_key_path, required)
+        scan = source.raw_scan(args.image_key_path, required)
         outputs = [("", source.indices)]
         if scan is not None:
-            source.use_keys(scan)
-            projections = scan.indices("projections", source.begin, source.stop)
-            source.indices = projections if projections.size else source.indices
             outputs = scan.outputs(args.keys, args.split_keys, source.begin, source.stop)
+            source.indices = scan.window_images(source.begin, source.stop, source.indices)
         conversion = conversion_for(source)
         for subdirectory, indices in outputs:
             source.indices = indices

@@ -185,6 +185,12 @@ class RawScan:
     def indices(self, selection: str, begin: int, stop: int) -> np.ndarray:
         return restrict(indices_for(self.keys, selection), begin, stop)
 
+    def window_images(self, begin: int, stop: int, otherwise: np.ndarray) -> np.ndarray:
+        """The images a default window comes from: the projections in range (darks and flats
+        would skew it), or ``otherwise`` when the range holds none."""
+        projections = self.indices("projections", begin, stop)
+        return projections if projections.size else otherwise
+
     def outputs(self, selection: str, split: bool, begin: int, stop: int) -> list[tuple[str, np.ndarray]]:
         """(subdirectory, indices) to write: one set, or with ``split`` one per kind present."""
         if split:

@@ -17,7 +17,7 @@ import tifffile
 from tomotiff import hdf5
 from tomotiff.buffers import scratch
 from tomotiff.errors import TomotiffError
-from tomotiff.keys import RawScan
+from tomotiff.keys import RawScan, raw_scan
 from tomotiff.pattern import check_pattern, format_name
 from tomotiff.selection import Crop, Selection, select
 
@@ -138,9 +138,11 @@ class Hdf5Source:
                 f"{str(exc).splitlines()[0]} (is the file complete and its compression filter installed?)"
             ) from None
 
-    def use_keys(self, scan: "RawScan") -> None:
-        """Record each image's key in its metadata (raw scans)."""
-        self._keys = scan
+    def raw_scan(self, key_path: str | None, required: bool) -> RawScan | None:
+        """The image keys of a raw scan (``required``: an error if there are none), recorded
+        from now on in each image's metadata; None for data without keys."""
+        self._keys = raw_scan(self.file, self.selection.shape[self.selection.axis], key_path, required)
+        return self._keys
 
     def describe(self) -> dict:
         crop = self.selection.crop
