@@ -1,6 +1,7 @@
 """Shared fixtures: the real beamline files in ../shared, synthetic volumes, and CLI runs."""
 
 import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -50,6 +51,39 @@ def run_cli(command: str, *args: object, cwd: Path | None = None, timeout: float
 @pytest.fixture
 def cli():
     return run_cli
+
+
+SLURM_VENV = REPO / ".venv-slurm"
+
+
+@pytest.fixture(scope="session")
+def slurm_snakemake() -> Path:
+    """snakemake with snakemake-executor-plugin-slurm, in its own environment (.venv-slurm,
+    made on first use): where a SLURM client is installed, the plugin's import costs every other
+    Snakemake start a 10 s `scontrol` timeout, so it stays out of the test environment."""
+    executable = SLURM_VENV / "bin" / "snakemake"
+    if not executable.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(SLURM_VENV)], check=True)
+        done = subprocess.run([str(SLURM_VENV / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[slurm]"],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            shutil.rmtree(SLURM_VENV)
+            pytest.skip(f"cannot install tomotiff[slurm]: {done.stderr.strip()[-300:]}")
+    return executable
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory):
+    """One real single-node SLURM cluster for the session (tests/slurm_cluster.py), or a skip
+    saying why it cannot start here."""
+    from slurm_cluster import SlurmCluster, SlurmUnavailable
+
+    try:
+        with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
+            running.wait_ready(60)
+            yield running
+    except SlurmUnavailable as exc:
+        pytest.skip(str(exc))
 
 
 def read_tiff(path: Path) -> tuple[np.ndarray, dict]:

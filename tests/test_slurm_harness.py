@@ -5,17 +5,14 @@ Needs root and the packages from ``.ci/install-slurm.sh``; skips otherwise.
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
 import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from slurm_cluster import SlurmCluster, SlurmUnavailable
+from slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slurm
 
@@ -78,17 +75,6 @@ def snakemake_args(cluster: SlurmCluster) -> list[str]:
     return [*SNAKEMAKE_SLURM_ARGS, "--group-components", "parts=3", "--cores", str(cluster.cpus)]
 
 
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmCluster]:
-    """One cluster shared by the module's tests, stopped after the last one."""
-    try:
-        with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
-            running.wait_ready(60)
-            yield running
-    except SlurmUnavailable as exc:
-        pytest.skip(str(exc))
-
-
 def test_sbatch_job_completes(cluster: SlurmCluster, tmp_path: Path) -> None:
     submitted = cluster.run("sbatch", "--parsable", f"--chdir={tmp_path}", "--wrap", "hostname")
     job_id = int(submitted.stdout.strip().split(";")[0])
@@ -98,14 +84,12 @@ def test_sbatch_job_completes(cluster: SlurmCluster, tmp_path: Path) -> None:
     assert cluster.jobs_seen()[job_id] == "completed"
 
 
-def test_snakemake_workflow_runs_through_slurm(cluster: SlurmCluster, tmp_path: Path) -> None:
-    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
-        pytest.skip("snakemake-executor-plugin-slurm is not installed")
+def test_snakemake_workflow_runs_through_slurm(slurm_snakemake: Path, cluster: SlurmCluster, tmp_path: Path) -> None:
     (tmp_path / "Snakefile").write_text(SNAKEFILE)
     before = set(cluster.jobs_seen())
 
     result = subprocess.run(
-        [sys.executable, "-m", "snakemake", *snakemake_args(cluster)],
+        [str(slurm_snakemake), *snakemake_args(cluster)],
         check=False,
         cwd=tmp_path,
         env=cluster.env,

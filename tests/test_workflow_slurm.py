@@ -1,10 +1,9 @@
 """The demo batch through a real SLURM scheduler: `snakemake --profile profiles/slurm`.
 
 A single-node cluster (slurmctld, slurmd, munge from Debian; see slurm_cluster.py) runs on
-loopback. Snakemake with snakemake-executor-plugin-slurm lives in its own virtual
-environment (.venv-slurm, made on first use), because where a SLURM client is installed the
-plugin's import costs every other Snakemake start a 10 s `scontrol` timeout. The test profile
-is profiles/slurm/config.yaml with only the overrides this small cluster needs.
+loopback; Snakemake with the SLURM plugin comes from the `slurm_snakemake` fixture (its own
+environment). The test profile is profiles/slurm/config.yaml with only the overrides this
+small cluster needs.
 """
 
 import re
@@ -18,11 +17,10 @@ import pytest
 import yaml
 
 from conftest import REPO
-from slurm_cluster import SlurmCluster, SlurmUnavailable
+from slurm_cluster import SlurmCluster
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SLURM_VENV = REPO / ".venv-slurm"
 WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles"]
 TEST_OVERRIDES = {
     "slurm-status-command": "squeue",  # no accounting database here, so no sacct
@@ -36,29 +34,6 @@ TEST_OVERRIDES = {
     "set-threads": {"shard": 1},
     "group-components": {"shards": 4},
 }
-
-
-def slurm_snakemake() -> Path:
-    """snakemake with the SLURM plugin, in its own environment (installed once)."""
-    executable = SLURM_VENV / "bin" / "snakemake"
-    if not executable.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(SLURM_VENV)], check=True)
-        done = subprocess.run([str(SLURM_VENV / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[slurm]"],
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            shutil.rmtree(SLURM_VENV)
-            pytest.skip(f"cannot install tomotiff[slurm]: {done.stderr.strip()[-300:]}")
-    return executable
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    try:
-        with SlurmCluster(tmp_path_factory.mktemp("slurm")) as running:
-            running.wait_ready(60)
-            yield running
-    except SlurmUnavailable as exc:
-        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -82,9 +57,9 @@ def outputs(results: Path) -> dict[str, bytes]:
     return {str(p.relative_to(results)): p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
 
 
-def run_on_slurm(cluster: SlurmCluster, workdir: Path, cancel_one_shard: bool = False) -> str:
+def run_on_slurm(snakemake: Path, cluster: SlurmCluster, workdir: Path, cancel_one_shard: bool = False) -> str:
     """Run the demo batch with the slurm profile; optionally scancel one running shard job."""
-    command = [str(slurm_snakemake()), "--profile", "profiles/slurm-test"]
+    command = [str(snakemake), "--profile", "profiles/slurm-test"]
     process = subprocess.Popen(command, cwd=workdir, env=cluster.env, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True)
     cancelled = None
@@ -120,8 +95,8 @@ def job_ids_in_logs(workdir: Path, pattern: str) -> dict[str, str]:
     return found
 
 
-def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(cluster, workdir):
-    log = run_on_slurm(cluster, workdir)
+def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(slurm_snakemake, cluster, workdir):
+    log = run_on_slurm(slurm_snakemake, cluster, workdir)
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
     assert submitted, log[-3000:]
     shard_jobs = job_ids_in_logs(workdir, "*/u*/*.log") | job_ids_in_logs(workdir, "*/f32/*.log")
@@ -136,8 +111,8 @@ def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(cluster, w
     assert outputs(workdir / "results") == outputs(workdir / "results-local")
 
 
-def test_a_cancelled_shard_job_is_retried_and_the_batch_completes(cluster, workdir):
+def test_a_cancelled_shard_job_is_retried_and_the_batch_completes(slurm_snakemake, cluster, workdir):
     shutil.rmtree(workdir / "results", ignore_errors=True)
-    run_on_slurm(cluster, workdir, cancel_one_shard=True)
+    run_on_slurm(slurm_snakemake, cluster, workdir, cancel_one_shard=True)
     assert outputs(workdir / "results") == outputs(workdir / "results-local")
     assert not list((workdir / "results").rglob("*.part"))
