@@ -158,3 +158,20 @@ def check_clean_outcome(done) -> None:
     assert done.returncode in (0, 2), done.stderr
     if done.returncode == 2:
         assert len(done.stderr.strip().splitlines()) == 1 and "error:" in done.stderr
+
+
+def test_two_runs_into_one_directory_never_mix(tmp_path):
+    """A second run started while the first writes is refused (a lock); the first completes."""
+    path = tmp_path / "big.nxs"
+    synthetic.write_savu_recon(str(path), height=128, count=1200, width=128, chunks=(32, 8, 32))
+    out = tmp_path / "out"
+    args = ["-q", "-j", "1", "-i", "1", "--lo", "0", "--hi", "1e-3", path, out]
+    first = subprocess.Popen([str(BIN / "nxs2tiffux"), *map(str, args)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (out.exists() and tiff_names(out)):
+        time.sleep(0.001)
+    second = run_cli("nxs2tiffux", "-u", "16", *args)
+    assert first.wait(timeout=120) == 0, first.stderr.read()
+    assert second.returncode == 2 and "another tomotiff run is writing" in second.stderr
+    assert len(tiff_names(out)) == 1200 and all(tifffile.imread(out / name).dtype.name == "uint8"
+                                              for name in tiff_names(out))
