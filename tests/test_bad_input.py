@@ -6,8 +6,8 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import run_cli
+
 from tomotiff import synthetic
 
 

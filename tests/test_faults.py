@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import tifffile
+from conftest import BIN, run_cli, tiff_names
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import BIN, run_cli, tiff_names
 from tomotiff import synthetic
 
 

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from tomotiff import TomotiffError
-from tomotiff import histogram, source
+from tomotiff import TomotiffError, histogram, source
 from tomotiff.histogram import global_window
 from tomotiff.selection import Crop
 from tomotiff.source import Hdf5Source, TiffDirSource

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+from conftest import assert_quantised, read_tiff, run_cli, tiff_names
 from PIL import Image
 
-from conftest import assert_quantised, read_tiff, run_cli, tiff_names
 from tomotiff import synthetic
 from tomotiff.sink import METADATA_TAG
 

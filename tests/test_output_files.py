@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from conftest import BIN, assert_quantised, read_tiff, run_cli, tiff_names
 from PIL import Image
 
-from conftest import BIN, assert_quantised, read_tiff, run_cli, tiff_names
 from tomotiff import FORMULA, __version__, dequantise, synthetic
 
 

@@ -2,11 +2,11 @@
 
 import numpy as np
 import pytest
+from conftest import assert_quantised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from conftest import assert_quantised
 from tomotiff import TomotiffError, dequantise, quantise
 from tomotiff.quantise import working_dtype
 

@@ -6,7 +6,6 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
-
 from conftest import assert_quantised, read_tiff, run_cli, tiff_names
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import REPO, assert_quantised, read_tiff, run_cli, tiff_names
+
 from tomotiff import synthetic
 
 LO, HI = -0.0016974231, 0.0016586095

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-
 from conftest import read_tiff, run_cli, tiff_names
+
 from tomotiff import synthetic
 from tomotiff.manifest import verify
 

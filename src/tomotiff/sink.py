@@ -12,9 +12,9 @@ import json
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from collections.abc import Iterator
 from typing import BinaryIO
 
 import numpy as np
@@ -24,7 +24,6 @@ import xxhash
 from tomotiff import __version__
 from tomotiff.errors import TomotiffError
 from tomotiff.pattern import check_pattern, format_name
-
 
 CHECKSUM = "xxh3_128"  # of each whole file; `xxh128sum FILE` prints the same; ~10 GB/s, sha256 ~1 GB/s
 
