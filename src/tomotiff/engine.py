@@ -37,13 +37,13 @@ class _NoBar:
         pass
 
 
-def _progress_bar(total: int, shown: bool):
-    """A tqdm bar on stderr, imported only when shown (it costs start-up time)."""
+def progress_bar(total: int, shown: bool, description: str | None = None):
+    """A tqdm bar of images on stderr, imported only when shown (it costs start-up time)."""
     if not shown:
         return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, unit="img", file=sys.stderr, leave=False)
+    return tqdm(total=total, unit="img", file=sys.stderr, leave=False, desc=description)
 
 
 class _Turns:
@@ -77,7 +77,7 @@ def run(source: Source, transform: Transform | None, out_dtype: np.dtype, sink, 
     blocks = source.blocks()
     out_shape = binned_shape(source.image_shape, binning)
     turns = _Turns(getattr(sink, "ordered", False))
-    bar = _progress_bar(len(source.indices), progress)
+    bar = progress_bar(len(source.indices), progress)
 
     def one_block(position: int) -> list[dict]:
         first, last = blocks[position]

@@ -26,12 +26,12 @@ Memory: one read tile (the source's), one work block of ``BLOCK_ELEMENTS`` pixel
 never anything the size of the volume.
 """
 
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from tomotiff.engine import progress_bar
 from tomotiff.errors import TomotiffError
 from tomotiff.source import Source
 from tomotiff.window import Window, check_percent
@@ -297,10 +297,7 @@ class _Scan:
             return lambda count: None
         if self.bar is not None:
             self.bar.close()
-        from tqdm import tqdm  # only when shown: it costs start-up time
-
-        self.bar = tqdm(total=self.images, unit="img", file=sys.stderr, leave=False,
-                        desc=f"global window, pass {self.passes}")
+        self.bar = progress_bar(self.images, True, f"global window, pass {self.passes}")
         return self.bar.update
 
     def close(self) -> None:

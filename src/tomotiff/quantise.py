@@ -78,7 +78,8 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
     return out
 
 
-def _quantise_blocks(image, out, work, lo, scale, top, buffer) -> None:
+def _quantise_blocks(image: np.ndarray, out: np.ndarray, work: np.dtype, lo: float, scale: np.floating, top: float,
+                     buffer: np.ndarray) -> None:
     for src, dst in _row_blocks(image, out):
         tmp = buffer[: src.size].reshape(src.shape)
         np.subtract(src, work.type(lo), out=tmp, dtype=work)

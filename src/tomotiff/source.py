@@ -204,6 +204,13 @@ class ContiguousBytes:
         self.map.close()
 
 
+def _only_page(tif: tifffile.TiffFile, path: str) -> tifffile.TiffPage:
+    """The one page of a file; a multi-page file is an error naming it."""
+    if len(tif.pages) != 1:
+        raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
+    return tif.pages[0]
+
+
 class TiffDirSource:
     """Single-page TIFF files named by a printf pattern; the index is the number in the name."""
 
@@ -253,9 +260,7 @@ class TiffDirSource:
         path = self.path(index)
         try:
             with tifffile.TiffFile(path) as tif:
-                if len(tif.pages) != 1:
-                    raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
-                page = tif.pages[0]
+                page = _only_page(tif, path)
                 shape = tuple(d for d in page.shape if d != 1) or (1, 1)
                 dtype = np.dtype(page.dtype)
         except (OSError, ValueError, tifffile.TiffFileError) as exc:
@@ -286,9 +291,7 @@ class TiffDirSource:
         path = self.path(index)
         try:
             with tifffile.TiffFile(path) as tif:
-                page = tif.pages[0]
-                if len(tif.pages) != 1:
-                    raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
+                page = _only_page(tif, path)
                 if tuple(d for d in page.shape if d != 1) != self.full_shape:
                     raise TomotiffError(f"{path} has shape {page.shape}, unlike the first image's {self.full_shape}")
                 if page.dtype.newbyteorder("=") != self.dtype:
