@@ -6,7 +6,7 @@
     snakemake --configfile batch.yaml ...    # your own batch (replaces config/config.yaml)
 
 Outputs per scan: results/{scan}/stats.json and results/{scan}/{u8,u16,f32}/ (TIFFs plus
-manifest.json). See README ("Many scans") and config/schema.yaml.
+manifest.json; with split_keys, in projections/, flats/ and darks/ below each). See README ("Many scans") and config/schema.yaml.
 """
 
 from snakemake.utils import min_version
@@ -29,9 +29,10 @@ include: "rules/manifest.smk"
 localrules:
     all,
     manifest,
+    manifest_of_kind,
 
 
 rule all:
     default_target: True
     input:
-        final_outputs(),
+        final_outputs,

@@ -3,13 +3,16 @@
 Everything here runs at the top level of the Snakefile, so it runs again inside every
 cluster job: it reads the config, never image data, and never opens an HDF5 file. The
 number of shards of a scan comes from the config's begin/stop or, when stop is not given,
-from the source's metadata, read in an input function (see source_stop). Only the main
+from the source's metadata, read in an input function (see source_stop); with split_keys,
+the kinds of image in the range come from its image_key, also read in input functions
+(kinds_in_range). Only the main
 process does two more cheap things before the DAG is built (at the end of this file): it
 releases Snakemake's locks when the run that left them was killed, and it notices deleted
 TIFFs (one directory listing per scan and bit depth).
 """
 
 import functools
+import itertools
 import json
 import os
 import re
@@ -24,6 +27,7 @@ DEMO = "resources/demo"
 SCAN_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 DEPTHS = {8: "u8", 16: "u16", 32: "f32"}
 QUANTISED = ("u8", "u16")
+KINDS = ("projections", "flats", "darks")  # split_keys directories, as --split-keys writes them
 HDF5_SUFFIXES = (".nxs", ".nx5", ".nx", ".h5", ".hdf5", ".hdf", ".he5")
 MAX_RANGE = 100_000  # scans in one N-M range: a typo such as 23912-239200 should not make a huge DAG
 ENV = "../envs/tomotiff.yaml"
@@ -36,6 +40,7 @@ wildcard_constraints:
     first=r"\d+",
     last=r"\d+",
     name=SCAN_ID,
+    kind="|".join(KINDS),
 
 
 # --- tomotiff itself --------------------------------------------------------------------
@@ -74,8 +79,6 @@ def config_error(index: int, raw_id, message: str) -> WorkflowError:
     return WorkflowError(f"config: {label} (scans[{index}]): {message}")
 
 
-SPLIT_KEYS_HINT = ("the workflow has no split_keys (the subdirectories would depend on the image keys in the data): "
-                   "give one scan entry per kind, with keys: projections, flats or darks")
 ID_RULE = ("a number, a range N-M of numbers, or a name of letters, digits, '_', '.' and '-' "
            "that starts with a letter or digit and holds no '..'")
 
@@ -90,8 +93,6 @@ def validate_config(config: dict) -> None:
             raise
         path = list(error.absolute_path)
         message = error.message
-        if "'split_keys'" in message:
-            message += f"; {SPLIT_KEYS_HINT}"
         if len(path) >= 2 and path[0] == "scans" and isinstance(path[1], int):
             raw = config["scans"][path[1]]
             raw_id = raw.get("id") if isinstance(raw, dict) else None
@@ -158,11 +159,17 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
     begin, stop = settings["begin"], settings["stop"]
     if stop is not None and stop <= begin:
         raise ValueError(f"stop ({stop}) must be greater than begin ({begin}); stop is exclusive")
-    if kind == "tiff":  # tiff2tiffux has no --keys and no --image-key-path: TIFFs carry no image_key
-        for key, default in (("keys", "all"), ("image_key_path", None)):
+    if kind == "tiff":  # tiff2tiffux has no --keys, --split-keys or --image-key-path: TIFFs carry no image_key
+        for key, default in (("keys", "all"), ("split_keys", False), ("image_key_path", None)):
             if settings[key] != default:
                 raise ValueError(f"{key}: {settings[key]!r} applies to HDF5 raw scans only (image_key); "
                                  f"this scan is a directory of TIFFs")
+    if settings["split_keys"] and settings["keys"] != "all":
+        raise ValueError(f"split_keys writes every kind of image, each into its own directory; leave out "
+                         f"keys: {settings['keys']} (or drop split_keys)")
+    if settings["split_keys"] and check_pattern is None:
+        raise ValueError("split_keys reads the image keys when the run is planned, so tomotiff must be installed "
+                         "where snakemake runs: pip install -e .")
     windows = {}
     for depth in QUANTISED:
         window = settings["windows"].get(depth) or settings["window"]
@@ -187,6 +194,7 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "crop": [int(margin) for margin in crop] if crop is not None else [0, 0, 0, 0],
         "image_key_path": settings["image_key_path"],
         "keys": settings["keys"],
+        "split_keys": settings["split_keys"],
         "depths": depths,
         "reference": settings["window"].get("reference"),
         "windows": {depth: windows[depth] for depth in depths if depth in QUANTISED},
@@ -221,10 +229,14 @@ SCANS = load_scans(config)
 # --- paths (everything under results/{scan}; logs under logs/{scan}) ------------------------
 
 
+# With split_keys, each kind of image (wildcard kind) has its own directory below the bit
+# depth's, with its own shards and manifest.json, as `--split-keys` writes them.
 STATS = "results/{scan}/stats.json"
 WINDOW = "results/{scan}/.work/window-{depth}.json"
 SHARD = "results/{scan}/.work/{depth}/{first}-{last}.json"
+KIND_SHARD = "results/{scan}/.work/{depth}/{kind}/{first}-{last}.json"
 MANIFEST = "results/{scan}/{depth}/manifest.json"
+KIND_MANIFEST = "results/{scan}/{depth}/{kind}/manifest.json"
 
 
 def stats_path(scan: str) -> str:
@@ -235,21 +247,32 @@ def window_path(scan: str, depth: str) -> str:
     return WINDOW.replace("{scan}", scan).replace("{depth}", depth)
 
 
-def shard_path(scan: str, depth: str, first: int, last: int) -> str:
-    return SHARD.replace("{scan}", scan).replace("{depth}", depth).replace("{first}", f"{first:05d}").replace(
-        "{last}", f"{last:05d}")
+def output_dir(scan: str, depth: str, kind: str | None = None) -> str:
+    """Where the images of a scan's bit depth go: results/{scan}/{depth}[/{kind}]."""
+    return os.path.join("results", scan, depth, *([kind] if kind else []))
 
 
-def manifest_path(scan: str, depth: str) -> str:
-    return MANIFEST.replace("{scan}", scan).replace("{depth}", depth)
+def work_dir(scan: str, depth: str, kind: str | None = None) -> str:
+    """Where the shard records of a scan's bit depth go: results/{scan}/.work/{depth}[/{kind}]."""
+    return os.path.join("results", scan, ".work", depth, *([kind] if kind else []))
 
 
-def final_outputs() -> list[str]:
-    """What `snakemake` makes by default: every scan's stats and its manifest per bit depth."""
+def shard_path(scan: str, depth: str, first: int, last: int, kind: str | None = None) -> str:
+    return f"{work_dir(scan, depth, kind)}/{first:05d}-{last:05d}.json"
+
+
+def manifest_path(scan: str, depth: str, kind: str | None = None) -> str:
+    return f"{output_dir(scan, depth, kind)}/manifest.json"
+
+
+def final_outputs(wildcards) -> list[str]:
+    """What `snakemake` makes by default: every scan's stats and its manifest per bit depth
+    (with split_keys, per bit depth and kind of image in the scan). An input function, so
+    that the image keys are read only when the DAG is built, never again in a cluster job."""
     outputs = []
     for scan_id, scan in SCANS.items():
         outputs.append(stats_path(scan_id))
-        outputs.extend(manifest_path(scan_id, depth) for depth in scan["depths"])
+        outputs.extend(manifest_path(scan_id, depth, kind) for depth in scan["depths"] for kind in parts(scan))
     return outputs
 
 
@@ -299,6 +322,11 @@ def shard_window(wildcards) -> list[str]:
     return [window_path(wildcards.scan, wildcards.depth)] if wildcards.depth in QUANTISED else []
 
 
+def selected_keys(scan: dict, wildcards) -> str:
+    """Which images a shard or manifest job handles: the kind of its directory (split_keys), else keys."""
+    return wildcards.get("kind") or scan["keys"]
+
+
 def shard_params(wildcards) -> dict:
     """Everything that determines a shard's images (the window comes in its input file): which
     images (keys), and how they are laid out (compression, imagej, stack, bin), besides the
@@ -310,9 +338,9 @@ def shard_params(wildcards) -> dict:
         "first": int(wildcards.first),
         "last": int(wildcards.last),
         "depth": wildcards.depth,
-        "keys": scan["keys"],
+        "keys": selected_keys(scan, wildcards),
         "layout": scan["layout"],
-        "output_dir": f"results/{scan['id']}/{wildcards.depth}",
+        "output_dir": output_dir(scan["id"], wildcards.depth, wildcards.get("kind")),
         "output_pattern": scan["output_pattern"],
         "tomotiff": TOMOTIFF_VERSION,
     }
@@ -351,22 +379,71 @@ def source_stop(scan_id: str) -> int | None:
     return source.stop
 
 
+@functools.cache
+def kinds_in_range(scan_id: str) -> dict[str, list[int]] | None:
+    """For a split_keys scan: the indices of each kind of image (projections, flats, darks) in
+    the scan's range, from its image_key (HDF5 metadata-sized, read once per scan, in input
+    functions only, as source_stop). None when they cannot be read: the scan's jobs then fail
+    saying why, with the CLI's message, naming the scan."""
+    scan = SCANS[scan_id]
+    span = scan_range(scan)
+    if TomotiffError is ValueError or span is None:
+        return None
+    from tomotiff.keys import KEY_NAMES, RawScan
+    from tomotiff.source import Hdf5Source
+    from tomotiff.synthetic import demo_image_keys
+
+    if DEMO_INPUT.fullmatch(scan["input"]) and not os.path.exists(scan["input"]):
+        keys = demo_image_keys(scan["input"].split("/")[2])
+        found = None if keys is None else RawScan("demo", keys)
+    else:
+        try:
+            source = Hdf5Source(scan["input"], scan["dataset"], scan["axis"], scan["begin"])
+            try:
+                found = source.raw_scan(scan["image_key_path"], True)
+            finally:
+                source.close()
+        except TomotiffError:
+            return None
+    if found is None:
+        return None
+    return {kind: found.indices(kind, *span).tolist() for kind in KEY_NAMES}
+
+
+def parts(scan: dict) -> list[str | None]:
+    """The kinds of image a scan's bit depth is split into, as `--split-keys` splits it (those
+    present in its range), or [None] for one directory. When the keys cannot be read, the
+    projections stand for them all: their jobs fail with the reason."""
+    if not scan["split_keys"]:
+        return [None]
+    found = kinds_in_range(scan["id"])
+    if found is None:
+        return ["projections"]
+    return [kind for kind, indices in found.items() if indices]
+
+
 def scan_range(scan: dict) -> tuple[int, int] | None:
     """begin, stop of a scan: from the config, else from the source's metadata."""
     stop = scan["stop"] if scan["stop"] is not None else source_stop(scan["id"])
     return None if stop is None else (scan["begin"], stop)
 
 
-def shard_ranges(scan: dict) -> list[tuple[int, int]]:
+def shard_ranges(scan: dict, kind: str | None = None) -> list[tuple[int, int]]:
     """(first, last) of each shard, inclusive. Boundaries fall on multiples of shard_size, so
     only the first shard may be short and a shard keeps its name when begin moves. A stack
-    (one file per scan and depth) is one shard: the whole range."""
+    (one file per scan and depth) is one shard: the whole range. With split_keys, a kind's
+    shards are those holding at least one image of that kind."""
     begin, stop = scan_range(scan)
     if scan["layout"]["stack"]:
-        return [(begin, stop - 1)]
-    size = scan["shard_size"]
-    bounds = [begin, *range((begin // size + 1) * size, stop, size), stop]
-    return [(a, b - 1) for a, b in zip(bounds, bounds[1:])]
+        ranges = [(begin, stop - 1)]
+    else:
+        size = scan["shard_size"]
+        bounds = [begin, *range((begin // size + 1) * size, stop, size), stop]
+        ranges = [(a, b - 1) for a, b in zip(bounds, bounds[1:])]
+    found = kinds_in_range(scan["id"]) if kind else None
+    if found is None:
+        return ranges
+    return [(first, last) for first, last in ranges if any(first <= i <= last for i in found[kind])]
 
 
 def shard_manifests(wildcards) -> list[str]:
@@ -375,13 +452,14 @@ def shard_manifests(wildcards) -> list[str]:
     scan = scan_of(wildcards)
     if scan_range(scan) is None:
         return [stats_path(scan["id"])]
-    return [shard_path(scan["id"], wildcards.depth, first, last) for first, last in shard_ranges(scan)]
+    kind = wildcards.get("kind")
+    return [shard_path(scan["id"], wildcards.depth, first, last, kind) for first, last in shard_ranges(scan, kind)]
 
 
 def manifest_params(wildcards) -> dict:
     scan = scan_of(wildcards)
-    return {"id": scan["id"], "depth": wildcards.depth, "keys": scan["keys"], "output_pattern": scan["output_pattern"],
-            "tomotiff": TOMOTIFF_VERSION}
+    return {"id": scan["id"], "depth": wildcards.depth, "keys": selected_keys(scan, wildcards),
+            "range": scan_range(scan), "output_pattern": scan["output_pattern"], "tomotiff": TOMOTIFF_VERSION}
 
 
 # --- deleted images ------------------------------------------------------------------------
@@ -389,10 +467,10 @@ def manifest_params(wildcards) -> dict:
 
 def shard_files(scan: dict, record_path: str, first: int, last: int) -> list[str] | None:
     """The files shard first..last wrote: one per image of its range, named by the output
-    pattern; or, when only some images are selected (keys) or they go into one stack file,
-    the files its record lists (a raw scan's keys are data, not config). None when the record
-    cannot be read (it is then rewritten)."""
-    if scan["keys"] == "all" and not scan["layout"]["stack"]:
+    pattern; or, when only some images are selected (keys, split_keys) or they go into one
+    stack file, the files its record lists (a raw scan's keys are data, not config). None when
+    the record cannot be read (it is then rewritten)."""
+    if scan["keys"] == "all" and not scan["split_keys"] and not scan["layout"]["stack"]:
         return [scan["output_pattern"] % i for i in range(first, last + 1)]
     try:
         with open(record_path) as handle:
@@ -419,17 +497,18 @@ def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
     never mistaken for a damaged one.
     """
     for scan in scans.values():
-        for depth in scan["depths"]:
-            work = f"results/{scan['id']}/.work/{depth}"
+        for depth, kind in itertools.product(scan["depths"], KINDS if scan["split_keys"] else [None]):
+            work = work_dir(scan["id"], depth, kind)
             try:
                 records = [name for name in os.listdir(work) if re.fullmatch(r"\d+-\d+\.json", name)]
             except OSError:
                 continue
             present = None
+            where = f"{depth}/{kind}" if kind else depth
             for record in sorted(records):
                 if present is None:
                     try:
-                        present = set(os.listdir(f"results/{scan['id']}/{depth}"))
+                        present = set(os.listdir(output_dir(scan["id"], depth, kind)))
                     except OSError:
                         present = set()
                 first, last = (int(n) for n in record[: -len(".json")].split("-"))
@@ -445,9 +524,9 @@ def forget_shards_with_missing_images(scans: dict[str, dict]) -> None:
                         continue
                     more = f" and {len(missing) - 1} more images" if len(missing) > 1 else ""
                     problem = f"{missing[0]}{more} of shard {first}-{last} missing"
-                print(f"scan {scan['id']} {depth}: {problem}; removed its record and manifest.json so that they "
+                print(f"scan {scan['id']} {where}: {problem}; removed its record and manifest.json so that they "
                       f"are rewritten", file=sys.stderr)
-                for path in (f"{work}/{record}", manifest_path(scan["id"], depth)):
+                for path in (f"{work}/{record}", manifest_path(scan["id"], depth, kind)):
                     if os.path.exists(path):
                         os.remove(path)
 

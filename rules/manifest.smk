@@ -21,3 +21,13 @@ rule manifest:
         runtime=5,
     script:
         "../scripts/manifest.py"
+
+
+# With split_keys: one manifest.json per kind of image, in results/{scan}/{depth}/{kind}/.
+use rule manifest as manifest_of_kind with:
+    output:
+        KIND_MANIFEST,
+    log:
+        "logs/{scan}/manifest-{depth}-{kind}.log",
+    benchmark:
+        "logs/benchmarks/{scan}/manifest-{depth}-{kind}.tsv"

@@ -24,3 +24,13 @@ rule shard:
         runtime=60,
     script:
         "../scripts/shard.py"
+
+
+# With split_keys: the same job for one kind of image, into results/{scan}/{depth}/{kind}/.
+use rule shard as shard_of_kind with:
+    output:
+        KIND_SHARD,
+    log:
+        "logs/{scan}/{depth}/{kind}/{first}-{last}.log",
+    benchmark:
+        "logs/benchmarks/{scan}/{depth}/{kind}/{first}-{last}.tsv"

@@ -23,13 +23,15 @@ def main(say) -> None:
                                 f"delete {os.path.dirname(path)} and run again to rewrite them all")
     images = [entry for shard in shards for entry in shard["images"]]
     indices = [entry["index"] for entry in images]
-    begin, stop = shards[0]["begin"], shards[-1]["stop"]
-    # The shards tile the range; each lists the selected images of its own part (with keys,
-    # possibly none; without, every image), in index order.
-    tiled = all(a["stop"] == b["begin"] for a, b in zip(shards, shards[1:]))
+    begin, stop = spec["range"]
+    # The shards lie in the scan's range in order, without overlap (with split_keys, only those
+    # holding the kind); each lists the selected images of its own part (with keys, possibly
+    # none; without, every image: the shards then tile the range), in index order.
+    disjoint = all(a["stop"] <= b["begin"] for a, b in zip(shards, shards[1:]))
+    within = begin <= shards[0]["begin"] and shards[-1]["stop"] <= stop
     inside = all(shard["begin"] <= entry["index"] < shard["stop"] for shard in shards for entry in shard["images"])
     ordered = all(a < b for a, b in zip(indices, indices[1:]))
-    if not (tiled and inside and ordered) or spec["keys"] == "all" and indices != list(range(begin, stop)):
+    if not (disjoint and within and inside and ordered) or spec["keys"] == "all" and indices != list(range(begin, stop)):
         raise TomotiffError(f"the {spec['depth']} shards do not cover images {begin}..{stop - 1} exactly once")
     if not images:  # the shard jobs refuse this first, with the CLI's message
         raise TomotiffError(f"no {spec['keys']} among images {begin}..{stop - 1}")

@@ -437,7 +437,10 @@ def test_6_bad_inputs_fail_naming_the_scan_and_the_others_finish(tmp_path):
     ({"id": 5, "input": "a.nxs", "window": {"method": "local"}}, "scan 5 (scans[0]): window.method: 'local' is not"),
     ({"id": 5, "input": "d", "input_pattern": "r_%03d.tif", "keys": "flats"},
      "scan 5 (scans[0]): keys: 'flats' applies to HDF5 raw scans only"),
-    ({"id": 5, "input": "a.nxs", "split_keys": True}, "('split_keys' was unexpected); the workflow has no split_keys"),
+    ({"id": 5, "input": "d", "input_pattern": "r_%03d.tif", "split_keys": True},
+     "scan 5 (scans[0]): split_keys: True applies to HDF5 raw scans only"),
+    ({"id": 5, "input": "a.nxs", "split_keys": True, "keys": "darks"},
+     "scan 5 (scans[0]): split_keys writes every kind of image, each into its own directory; leave out keys: darks"),
 ])
 def test_config_errors_name_the_key_and_the_scan(tmp_path, scan, expected):
     workdir = copy_workflow(tmp_path, {"scans": [scan]})
@@ -478,6 +481,21 @@ def test_a_configfile_replaces_the_demo_batch(tmp_path):
     assert {w.get("scan", w.get("name")) for rule, w in jobs if rule != "all"} == {"5"}
 
 
+@pytest.mark.slow
+def test_the_commented_examples_of_the_demo_config_are_valid(tmp_path):
+    """Uncommented, the demo config's examples of every option plan as they say (on the demo
+    raw scan, before it exists: its image keys are known from tomotiff.synthetic)."""
+    workdir = copy_workflow(tmp_path)
+    text = (REPO / "config/config.yaml").read_text()
+    (tmp_path / "examples.yaml").write_text(re.sub(r"^  # (- |  )", r"  \1", text, flags=re.M))
+    jobs = planned(workdir, "--configfile", str(tmp_path / "examples.yaml"))
+    assert {w["scan"] for rule, w in jobs if rule == "stats"} >= {"23912-flats", "23912-kinds", "87637-quick"}
+    assert {w["kind"] for rule, w in jobs if rule == "manifest_of_kind"} == {"projections", "flats", "darks"}
+    # the demo scan's flats (2, 3, 124, 125) lie in its first and last 32-image shards only
+    assert sorted({w["first"] for rule, w in jobs if rule == "shard_of_kind" and w["kind"] == "flats"}) == [
+        "00000", "00096"]
+
+
 # --- the commands' options in the batch config -----------------------------------------------------
 
 
@@ -495,6 +513,9 @@ OPTION_SCANS = [
     # the flats (2, 3, 60, 61) as one zstd stack, named by the first of them
     {"id": "stacked", "input": "data/raw.nxs", "dataset": GDA, "keys": "flats", "stack": True,
      "compression": "zstd", "bits": [16]},
+    # each kind into its own directory: flats (2, 3, 60, 61) and projections (4..59); no darks in 2..61
+    {"id": "split", "input": "data/raw.nxs", "dataset": GDA, "split_keys": True, "begin": 2, "stop": 62,
+     "bits": [8], "window": {"percent": 1}},
 ]
 # The CLI command and options giving the same files as each scan and bit depth above.
 OPTION_CLI = {
@@ -541,16 +562,19 @@ def rewritten_outputs(paths: set[str]) -> set[tuple[str, str]]:
 
 
 def planned_by_scan(workdir: Path) -> dict[str, set[tuple[str, str, str]]]:
-    """The jobs of a dry run, per scan: (rule, depth, first shard image)."""
+    """The jobs of a dry run, per scan: (rule, depth or depth/kind, first shard image)."""
     jobs: dict[str, set] = {}
     for rule, w in planned(workdir):
         if rule != "all":
-            jobs.setdefault(w["scan"], set()).add((rule, w.get("depth", ""), w.get("first", "")))
+            place = "/".join(w[key] for key in ("depth", "kind") if key in w)
+            jobs.setdefault(w["scan"], set()).add((rule, place, w.get("first", "")))
     return jobs
 
 
 def shard_jobs(depth: str, *firsts: int) -> set[tuple[str, str, str]]:
-    return {("shard", depth, f"{first:05d}") for first in firsts} | {("manifest", depth, "")}
+    """The jobs rewriting a depth (or with split_keys, depth/kind) from the given shards."""
+    suffix = "_of_kind" if "/" in depth else ""
+    return {(f"shard{suffix}", depth, f"{first:05d}") for first in firsts} | {(f"manifest{suffix}", depth, "")}
 
 
 @pytest.fixture(scope="module")
@@ -606,6 +630,32 @@ def test_every_option_matches_the_cli(options, tmp_path):
         assert len(tif.pages) == 4 and tif.pages[0].compression == tifffile.COMPRESSION.ZSTD
     assert [e["page"] for e in manifest(results / "stacked/u16/manifest.json")["images"]] == [0, 1, 2, 3]
     assert stray_files(results) == []
+
+
+@pytest.mark.slow
+def test_split_keys_matches_the_cli_kind_by_kind(options, tmp_path):
+    workdir = options
+    results = workdir / "results/split/u8"
+    out = tmp_path / "cli-split"
+    done = run_cli("nxs2tiffux", "-q", "-u", "8", "-d", GDA, "--split-keys", "-b", "2", "-s", "62", "-p", "1",
+                   "-o", "split_%05d.tif", "data/raw.nxs", out, cwd=workdir)
+    assert done.returncode == 0, done.stderr
+    # as the CLI: a directory per kind present (no darks in 2..61), nothing else beside them
+    assert sorted(p.name for p in results.iterdir()) == sorted(p.name for p in out.iterdir()) == ["flats", "projections"]
+    for kind in ("flats", "projections"):
+        assert_same_as_cli(results / kind, out / kind)
+    assert tiff_names(results / "flats") == [f"split_{i:05d}.tif" for i in (2, 3, 60, 61)]
+    assert manifest(results / "projections/manifest.json")["window"]["reference"] == 32  # the middle projection
+    # a kind's shards are those holding one of its images
+    work = workdir / "results/split/.work/u8"
+    assert sorted(p.name for p in (work / "flats").iterdir()) == ["00002-00015.json", "00048-00061.json"]
+    assert len(list((work / "projections").iterdir())) == 4
+    # a deleted flat is rewritten by its shard alone
+    (results / "flats/split_00060.tif").unlink()
+    assert planned_by_scan(workdir) == {"split": shard_jobs("u8/flats", 48)}
+    run_ok(workdir)
+    assert_same_as_cli(results / "flats", out / "flats")
+    assert nothing_to_do(workdir)
 
 
 @pytest.mark.slow
@@ -699,6 +749,9 @@ def real_run(tmp_path_factory) -> Path:
             # the flats of the same images: shards 0-31 and 32-63 hold flats, 64-95 and 96-119 none
             {"id": "k11-flats", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
              "stop": 120, "keys": "flats", "shard_size": 32, "bits": [8], "window": {"percent": 1}},
+            # every kind of the same images into its own directory: flats/, darks/, projections/
+            {"id": "k11-split", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
+             "stop": 120, "split_keys": True, "shard_size": 64, "bits": [16], "window": {"percent": 1}},
         ],
     })
     run_ok(workdir)
@@ -768,10 +821,25 @@ def test_real_k11_flats(real_run, tmp_path):
     records = {p.name: len(manifest(p)["images"]) for p in (results / ".work/u8").iterdir()}
     assert records == {"00000-00031.json": 32, "00032-00063.json": 18, "00064-00095.json": 0, "00096-00119.json": 0}
     config = read_config(real_run)
+    scan = next(scan for scan in config["scans"] if scan["id"] == "k11-flats")
     try:
-        config["scans"][-1]["keys"] = "darks"
+        scan["keys"] = "darks"
         write_config(real_run, config)
         assert planned_by_scan(real_run) == {"k11-flats": shard_jobs("u8", 0, 32, 64, 96)}
     finally:
-        config["scans"][-1]["keys"] = "flats"
+        scan["keys"] = "flats"
         write_config(real_run, config)
+
+
+@pytest.mark.slow
+def test_real_k11_split_keys(real_run, tmp_path):
+    results = real_run / "results/k11-split/u16"
+    out = cli_tiffs(tmp_path, "nxs2tiffux", "-d", "/entry/imaging/data", "-s", "120", "--split-keys", "-u", "16",
+                    "-p", "1", "-o", "k11-split_%05d.tif", REAL / "k11-diad-18014/k11-18014.nxs")
+    for kind, indices in (("flats", range(50)), ("darks", range(50, 100)), ("projections", range(100, 120))):
+        assert_same_as_cli(results / kind, out / kind)
+        assert tiff_names(results / kind) == [f"k11-split_{i:05d}.tif" for i in indices]
+    # the darks (50..99) span both shards; the projections (100..119) only the second
+    work = real_run / "results/k11-split/.work/u16"
+    assert [sorted(p.name for p in (work / kind).iterdir()) for kind in ("darks", "projections")] == [
+        ["00000-00063.json", "00064-00119.json"], ["00064-00119.json"]]

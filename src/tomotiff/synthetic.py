@@ -29,6 +29,14 @@ def demo_length(kind: str) -> int:
     return sizes["count"] if "count" in sizes else sizes["projections"] + sizes["flats"] + sizes["darks"]
 
 
+def demo_image_keys(kind: str) -> np.ndarray | None:
+    """The ``image_key`` of a demo scan of ``kind`` (None: it has none), known before it exists."""
+    if kind != "gda":
+        return None
+    sizes = DEMO_SIZES[kind]
+    return raw_keys(sizes["projections"], sizes["flats"], sizes["darks"])
+
+
 def recon_slice(index: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """One float32 reconstructed slice: a disc of attenuation ~1e-3 with seeded noise."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)
