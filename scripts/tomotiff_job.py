@@ -24,6 +24,9 @@ def _import_tomotiff(scriptdir: str) -> None:
 def run(snakemake, main: Callable[[Callable[[str], None]], None]) -> None:
     """Run ``main(say)`` with ``say`` writing to the job's log; turn user errors into one line."""
     _import_tomotiff(snakemake.scriptdir)
+    from tomotiff.entry import limit_blas_threads
+
+    limit_blas_threads()  # before numpy loads, as in the commands
     from tomotiff.errors import TomotiffError
 
     scan = snakemake.wildcards.get("scan") or snakemake.wildcards.get("name") or "?"

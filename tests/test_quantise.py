@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from tomotiff import TomotiffError, dequantise, quantise
-from tomotiff.quantise import working_dtype
+from tomotiff.quantisation import working_dtype
 
 
 def test_known_values_round_half_to_even():

@@ -17,7 +17,7 @@ import numpy as np
 
 from tomotiff.binning import bin_mean, binned_shape
 from tomotiff.buffers import scratch
-from tomotiff.quantise import convert
+from tomotiff.quantisation import convert
 from tomotiff.source import Source
 
 Transform = Callable[[np.ndarray, np.ndarray], object]  # (input tile, output tile) -> fills output

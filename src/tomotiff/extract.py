@@ -16,7 +16,7 @@ from tomotiff.errors import TomotiffError
 from tomotiff.histogram import global_window
 from tomotiff.manifest import MANIFEST_NAME, write_manifest
 from tomotiff.pattern import check_pattern, format_name
-from tomotiff.quantise import FORMULA, FORMULA_NAME, INVERSE, convert, output_dtype, quantise
+from tomotiff.quantisation import FORMULA, FORMULA_NAME, INVERSE, convert, output_dtype, quantise
 from tomotiff.sink import StackSink, TiffFormat, TiffSink, directory_lock, prepare_directory
 from tomotiff.source import Source
 from tomotiff.window import Window, check_percent, resolve_window, saturation_warning, with_explicit_sides

@@ -2,7 +2,7 @@
 
 import sys
 
-from tomotiff.cli import nxs2tiffux_main
+from tomotiff.entry import nxs2tiffux_main
 
 if __name__ == "__main__":
     sys.exit(nxs2tiffux_main())

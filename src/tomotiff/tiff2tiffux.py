@@ -2,7 +2,7 @@
 
 import sys
 
-from tomotiff.cli import tiff2tiffux_main
+from tomotiff.entry import tiff2tiffux_main
 
 if __name__ == "__main__":
     sys.exit(tiff2tiffux_main())

@@ -5,7 +5,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 
 from tomotiff.errors import TomotiffError
-from tomotiff.quantise import check_window
+from tomotiff.quantisation import check_window
 
 SATURATION_WARNING_FRACTION = 0.99
 

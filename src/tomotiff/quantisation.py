@@ -10,6 +10,8 @@ full scale (the input converts to float32 exactly and the window is not far from
 relative to its width), and in float64 otherwise.
 """
 
+import functools
+
 import numpy as np
 
 from tomotiff.errors import TomotiffError
@@ -74,18 +76,29 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
     scale = work.type(top / (hi - lo))
     buffer = np.empty(_BLOCK_ELEMENTS, work)
     with np.errstate(over="ignore", invalid="ignore"):  # huge values become +-Inf, then clip
-        _quantise_blocks(image, out, work, lo, scale, top, buffer)
+        _quantise_blocks(image, out, work, lo, scale, _bounds(work, top), buffer)
     return out
 
 
-def _quantise_blocks(image: np.ndarray, out: np.ndarray, work: np.dtype, lo: float, scale: np.floating, top: float,
-                     buffer: np.ndarray) -> None:
+@functools.cache
+def _bounds(work: np.dtype, top: float) -> tuple[np.ndarray, np.ndarray]:
+    """Read-only arrays of 0 and ``top``, one block long, shared by every thread. numpy runs
+    fmax/fmin vectorised on two arrays but not against a scalar: this is 2.5x faster per call
+    and makes the whole kernel about 20% faster (numpy 2.4, AVX-512; benchmarks/README.md)."""
+    low, high = np.zeros(_BLOCK_ELEMENTS, work), np.full(_BLOCK_ELEMENTS, top, work)
+    low.flags.writeable = high.flags.writeable = False
+    return low, high
+
+
+def _quantise_blocks(image: np.ndarray, out: np.ndarray, work: np.dtype, lo: float, scale: np.floating,
+                     bounds: tuple[np.ndarray, np.ndarray], buffer: np.ndarray) -> None:
+    low, high = bounds
     for src, dst in _row_blocks(image, out):
         tmp = buffer[: src.size].reshape(src.shape)
         np.subtract(src, work.type(lo), out=tmp, dtype=work)
         np.multiply(tmp, scale, out=tmp)
-        np.fmax(tmp, 0, out=tmp)  # fmax/fmin drop NaN in favour of the bound: NaN -> 0
-        np.fmin(tmp, top, out=tmp)
+        np.fmax(tmp, low[: src.size].reshape(src.shape), out=tmp)  # fmax/fmin drop NaN for the bound: NaN -> 0
+        np.fmin(tmp, high[: src.size].reshape(src.shape), out=tmp)
         np.rint(tmp, out=tmp)  # round half to even
         np.copyto(dst, tmp, casting="unsafe")
 
