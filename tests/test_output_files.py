@@ -5,16 +5,19 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tifffile
+import xxhash
 from conftest import BIN, assert_quantised, read_tiff, run_cli, tiff_names
 from PIL import Image
 
 from tomotiff import FORMULA, __version__, dequantise, synthetic
+from tomotiff.sink import file_checksum
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +58,31 @@ def test_manifest_lists_every_image_and_verify_checks_it(recon, tmp_path):
     bad = run_cli("tomotiff", "verify", tmp_path)
     assert bad.returncode == 2
     assert "missing: image_00007.tif" in bad.stdout and "checksum mismatch: image_00008.tif" in bad.stdout
+
+    # the checksum is XXH3-128 of the whole file, as `xxh128sum` prints it
+    entry = manifest["images"][3]
+    assert entry["xxh3_128"] == xxhash.xxh3_128((tmp_path / entry["file"]).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("size", [0, 5, 64 << 20, (64 << 20) + 4099])
+def test_file_checksum_is_xxh3_of_the_whole_file_across_map_windows(tmp_path, size):
+    data = np.random.default_rng(size).integers(0, 256, size, np.uint8).tobytes()
+    (tmp_path / "f").write_bytes(data)
+    with open(tmp_path / "f", "rb") as handle:
+        assert file_checksum(handle) == xxhash.xxh3_128(data).hexdigest()
+
+
+def test_the_commands_limit_openblas_before_numpy_loads():
+    """The console scripts set OPENBLAS_NUM_THREADS=1 (unless the user set it) before numpy loads."""
+    code = ("import os, sys; import tomotiff.entry; assert 'numpy' not in sys.modules; "
+            "sys.argv = ['tomotiff', '--version']\n"
+            "try: tomotiff.entry.tomotiff_main()\nexcept SystemExit: pass\n"
+            "assert 'numpy' in sys.modules; print(os.environ['OPENBLAS_NUM_THREADS'])")
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    for given, expected in ((None, "1"), ("3", "3")):
+        run_env = env if given is None else {**env, "OPENBLAS_NUM_THREADS": given}
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=run_env)
+        assert done.returncode == 0 and done.stdout.split()[-1] == expected, done.stderr
 
 
 def test_pillow_and_tiffinfo_read_the_output(recon, tmp_path):

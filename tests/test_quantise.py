@@ -11,6 +11,13 @@ from tomotiff import TomotiffError, dequantise, quantise
 from tomotiff.quantisation import working_dtype
 
 
+def test_the_package_exports_the_function_not_the_module():
+    import tomotiff.extract  # noqa: F401 (imports tomotiff.quantisation)
+    from tomotiff import quantise as exported
+
+    assert exported is quantise and callable(exported)
+
+
 def test_known_values_round_half_to_even():
     x = np.array([np.nan, np.inf, -np.inf, -1.0, 0.0, 0.5, 1.0, 2.0, 0.25, 1.5 / 255, 2.5 / 255], np.float64)
     assert quantise(x, 0.0, 1.0, 8).tolist() == [0, 255, 0, 0, 0, 128, 255, 255, 64, 2, 2]
