@@ -45,3 +45,14 @@ def test_saturation_warning_names_the_data_range():
     message = saturation_warning(raw, Window(-0.0017, 0.0017, "explicit"), 5)
     assert "100.0%" in message and "41.0..40000.0" in message and "image 5" in message
     assert saturation_warning(raw, Window(0, 65535, "explicit"), 5) is None
+
+
+def test_saturation_counts_finite_pixels_only():
+    image = np.full((3, 100), np.nan, np.float32)
+    image[0, :] = np.inf  # NaN and Inf say nothing about the window
+    image[1, :] = 0.5  # inside (0, 1)
+    assert saturation_warning(image, Window(0, 1, "explicit"), 0) is None
+    image[1, 1:] = 1.0  # on the bound: clipped, 99% of the finite pixels
+    message = saturation_warning(image, Window(0, 1, "explicit"), 0)
+    assert "saturates 99.0% of image 0" in message and "0.5..1.0" in message
+    assert saturation_warning(np.full((4, 4), np.nan, np.float32), Window(0, 1, "explicit"), 0) is None

@@ -93,12 +93,15 @@ def with_explicit_sides(window: Window, lo: float | None, hi: float | None) -> W
 
 def saturation_warning(image: np.ndarray, window: Window, index: int) -> str | None:
     """A warning when the window clips nearly every pixel: almost surely the wrong units."""
-    values = finite_pixels(image)
-    if values.size == 0:
+    image = np.asarray(image)
+    finite = np.count_nonzero(np.isfinite(image)) if image.dtype.kind == "f" else image.size
+    if finite == 0:
         return None
-    clipped = np.count_nonzero((values <= window.lo) | (values >= window.hi)) / values.size
+    inside = np.count_nonzero((image > window.lo) & (image < window.hi))  # NaN and Inf are never inside
+    clipped = (finite - inside) / finite  # without copying out the finite pixels: this runs on every run
     if clipped < SATURATION_WARNING_FRACTION:
         return None
+    values = finite_pixels(image)
     return (
         f"warning: the window lo={window.lo!r} hi={window.hi!r} saturates {clipped:.1%} of image {index}, "
         f"whose values span {float(values.min())!r}..{float(values.max())!r}; give --lo/--hi in the data's units or use --use_ref"
