@@ -167,9 +167,11 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
     if settings["split_keys"] and settings["keys"] != "all":
         raise ValueError(f"split_keys writes every kind of image, each into its own directory; leave out "
                          f"keys: {settings['keys']} (or drop split_keys)")
-    if settings["split_keys"] and check_pattern is None:
-        raise ValueError("split_keys reads the image keys when the run is planned, so tomotiff must be installed "
-                         "where snakemake runs: pip install -e .")
+    read_when_planning = [key for key, reads in (("split_keys", settings["split_keys"]), ("stop", stop is None)) if reads]
+    if read_when_planning and check_pattern is None:  # tomotiff is not importable here (--sdm conda)
+        raise ValueError(f"{' and '.join(read_when_planning)}: the scan's image keys or length are read when the run "
+                         f"is planned, so tomotiff must be installed where snakemake runs (pip install -e .); "
+                         f"or give stop (and no split_keys)")
     windows = {}
     for depth in QUANTISED:
         window = settings["windows"].get(depth) or settings["window"]

@@ -482,6 +482,24 @@ def test_a_configfile_replaces_the_demo_batch(tmp_path):
 
 
 @pytest.mark.slow
+def test_without_tomotiff_where_snakemake_runs_a_scan_needs_stop(tmp_path):
+    """As with `--sdm conda` and only Snakemake installed: nothing can be read when planning."""
+    workdir = copy_workflow(tmp_path / "wf")
+    hidden = tmp_path / "hide" / "tomotiff"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text("raise ImportError('tomotiff is not installed here')\n")
+    env = {**os.environ, "PYTHONPATH": str(hidden.parent)}
+    for scan, expected in (({"id": 5, "input": "a.nxs", "dataset": GDA}, "stop: the scan's image keys or length"),
+                           ({"id": 5, "input": "a.nxs", "dataset": GDA, "stop": 9, "split_keys": True},
+                            "split_keys: the scan's image keys or length")):
+        write_config(workdir, {"scans": [scan]})
+        done = snakemake(workdir, "--dry-run", "--cores", "1", env=env)
+        assert done.returncode != 0 and expected in done.stderr + done.stdout, done.stderr[-2000:]
+    write_config(workdir, {"scans": [{"id": 5, "input": "a.nxs", "dataset": GDA, "stop": 9}]})
+    assert {rule for rule, w in planned(workdir, env=env)} == {"all", "stats", "window", "shard", "manifest"}
+
+
+@pytest.mark.slow
 def test_the_commented_examples_of_the_demo_config_are_valid(tmp_path):
     """Uncommented, the demo config's examples of every option plan as they say (on the demo
     raw scan, before it exists: its image keys are known from tomotiff.synthetic)."""

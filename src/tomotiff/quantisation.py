@@ -84,7 +84,7 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
 def _bounds(work: np.dtype, top: float) -> tuple[np.ndarray, np.ndarray]:
     """Read-only arrays of 0 and ``top``, one block long, shared by every thread. numpy runs
     fmax/fmin vectorised on two arrays but not against a scalar: this is 2.5x faster per call
-    and makes the whole kernel about 20% faster (numpy 2.4, AVX-512; benchmarks/README.md)."""
+    and makes the whole kernel about 15% faster (numpy 2.4, AVX-512; benchmarks/README.md)."""
     low, high = np.zeros(_BLOCK_ELEMENTS, work), np.full(_BLOCK_ELEMENTS, top, work)
     low.flags.writeable = high.flags.writeable = False
     return low, high
