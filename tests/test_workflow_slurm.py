@@ -29,19 +29,27 @@ TEST_OVERRIDES = {
     "jobs": 4,
     "latency-wait": 5,
     "default-resources": {"runtime": 10, "mem_mb": 300},
-    "set-resources": {rule: {"runtime": 10, "mem_mb": 300} for rule in ("stats", "window", "shard")},
-    "set-threads": {"shard": 1},
+    "set-resources": {rule: {"runtime": 10, "mem_mb": 300} for rule in ("stats", "window", "shard", "shard_of_kind")},
+    "set-threads": {"shard": 1, "shard_of_kind": 1},
     "group-components": {"shards": 4},
 }
 
 
+# Besides the demo batch: the demo raw scan split by kind, so that shard_of_kind jobs are grouped too
+SPLIT_SCAN = {"id": "23912-kinds", "input": "resources/demo/gda/23912.nxs", "split_keys": True, "bits": [8],
+              "dataset": "/entry1/instrument/pco1_hw_hdf/data", "shard_size": 64}
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A copy of the workflow whose demo batch ran locally (--cores 2); results kept aside."""
+    """A copy of the workflow whose demo batch (and SPLIT_SCAN) ran locally (--cores 2); results kept aside."""
     root = tmp_path_factory.mktemp("wf")
     for name in WORKFLOW:
         source = REPO / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, root / name)
+    config = yaml.safe_load((root / "config" / "config.yaml").read_text())
+    config["scans"].append(SPLIT_SCAN)
+    (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     profile = yaml.safe_load((root / "profiles" / "slurm" / "config.yaml").read_text())
     profile.update(TEST_OVERRIDES)
     (root / "profiles" / "slurm-test").mkdir()
@@ -99,14 +107,16 @@ def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(slurm_snak
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
     assert submitted, log[-3000:]
     shard_jobs = job_ids_in_logs(workdir, "*/u*/*.log") | job_ids_in_logs(workdir, "*/f32/*.log")
+    kind_jobs = job_ids_in_logs(workdir, "23912-kinds/u8/*/*.log")  # projections, flats, darks
     stats_jobs = job_ids_in_logs(workdir, "*/stats.log")
-    assert shard_jobs and stats_jobs
-    for job, slurm_id in {**shard_jobs, **stats_jobs}.items():
+    assert shard_jobs and stats_jobs and len(kind_jobs) == 6, kind_jobs
+    for job, slurm_id in {**shard_jobs, **kind_jobs, **stats_jobs}.items():
         assert slurm_id in submitted, f"{job} did not run in a SLURM job Snakemake submitted ({slurm_id})"
     completed = {str(job) for job, state in cluster.jobs_seen().items() if state == "completed"}
     assert submitted <= completed, (submitted - completed, cluster.diagnostics())
-    allocations = list(shard_jobs.values())
-    assert max(allocations.count(slurm_id) for slurm_id in set(allocations)) >= 2, "no SLURM job ran several shards"
+    for jobs in (shard_jobs, kind_jobs):
+        allocations = list(jobs.values())
+        assert max(allocations.count(slurm_id) for slurm_id in set(allocations)) >= 2, "no SLURM job ran several shards"
     assert outputs(workdir / "results") == outputs(workdir / "results-local")
 
 
