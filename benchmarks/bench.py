@@ -156,10 +156,15 @@ class Row:
     status: str = "ok"
     times: list[float] = dataclasses.field(default_factory=list)
     rss_kib: list[int] = dataclasses.field(default_factory=list)
+    user_s: list[float] = dataclasses.field(default_factory=list)  # CPU seconds in the program itself
+    sys_s: list[float] = dataclasses.field(default_factory=list)  # CPU seconds in the kernel on its behalf
 
     @property
     def median_s(self) -> float | None:
         return statistics.median(self.times) if self.times and self.status == "ok" else None
+
+    def median_of(self, values: list[float]) -> float | None:
+        return statistics.median(values) if values and self.status == "ok" else None
 
     @property
     def peak_rss_mb(self) -> float | None:
@@ -465,7 +470,7 @@ def run_once(row: Row, outdir: Path, images: int) -> None:
     """Time one run under /usr/bin/time; record wall time and peak RSS, or why it failed."""
     empty_dir(outdir)
     rss_file = outdir.parent / "rss.txt"
-    argv = [TIME_BIN, "-f", "%M", "-o", str(rss_file), *row.argv]
+    argv = [TIME_BIN, "-f", "%M %U %S", "-o", str(rss_file), *row.argv]
     started = time.perf_counter()
     with subprocess.Popen(
         argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
@@ -484,8 +489,11 @@ def run_once(row: Row, outdir: Path, images: int) -> None:
     elif written < images:
         row.status = f"wrote {written} files for {images} images"
     else:
+        rss_kib, user_s, sys_s = rss_file.read_text().split()[-3:]
         row.times.append(elapsed)
-        row.rss_kib.append(int(rss_file.read_text().split()[-1]))
+        row.rss_kib.append(int(rss_kib))
+        row.user_s.append(float(user_s))
+        row.sys_s.append(float(sys_s))
     log(f"  {row.label}: {elapsed:.2f} s {row.status if row.status != 'ok' else ''}")
 
 
@@ -618,14 +626,15 @@ def markdown(report: dict) -> str:
         "",
         f"## Results (scale {settings['scale']:g}, median of {settings['repeats']} runs, input warm in page cache)",
         "",
-        "| case | command | images | median s | MB/s (input) | peak RSS MB | status |",
-        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
+        "| case | command | images | median s | MB/s (input) | user s | sys s | peak RSS MB | status |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for case in report["cases"]:
         for row in case["rows"]:
             lines.append(
                 f"| {case['case']} | {row['label']} | {case['images']} | {fmt(row['median_s'], '.2f')} | "
-                f"{fmt(row['mb_per_s'], '.0f')} | {fmt(row['peak_rss_mb'], '.0f')} | {row['status']} |"
+                f"{fmt(row['mb_per_s'], '.0f')} | {fmt(row['median_user_s'], '.2f')} | "
+                f"{fmt(row['median_sys_s'], '.2f')} | {fmt(row['peak_rss_mb'], '.0f')} | {row['status']} |"
             )
     lines += [
         "",
@@ -668,6 +677,10 @@ def case_json(case: CaseResult) -> dict:
                 "median_s": r.median_s,
                 "peak_rss_mb": r.peak_rss_mb,
                 "rss_mb": [k * 1024 / MB for k in r.rss_kib],
+                "user_s": r.user_s,
+                "sys_s": r.sys_s,
+                "median_user_s": r.median_of(r.user_s),
+                "median_sys_s": r.median_of(r.sys_s),
                 "mb_per_s": case.input_bytes / MB / r.median_s if r.median_s else None,
             }
             for r in case.rows
