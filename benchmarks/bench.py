@@ -161,7 +161,7 @@ class Row:
 
     @property
     def median_s(self) -> float | None:
-        return statistics.median(self.times) if self.times and self.status == "ok" else None
+        return self.median_of(self.times)
 
     def median_of(self, values: list[float]) -> float | None:
         return statistics.median(values) if values and self.status == "ok" else None
