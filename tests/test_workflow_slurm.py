@@ -114,9 +114,10 @@ def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(slurm_snak
         assert slurm_id in submitted, f"{job} did not run in a SLURM job Snakemake submitted ({slurm_id})"
     completed = {str(job) for job, state in cluster.jobs_seen().items() if state == "completed"}
     assert submitted <= completed, (submitted - completed, cluster.diagnostics())
-    for jobs in (shard_jobs, kind_jobs):
-        allocations = list(jobs.values())
-        assert max(allocations.count(slurm_id) for slurm_id in set(allocations)) >= 2, "no SLURM job ran several shards"
+    # Shards share allocations; shard_of_kind jobs join the same groups (possibly beside plain shards)
+    allocations = list(shard_jobs.values()) + list(kind_jobs.values())
+    assert max(allocations.count(slurm_id) for slurm_id in set(allocations)) >= 2, "no SLURM job ran several shards"
+    assert max(allocations.count(slurm_id) for slurm_id in kind_jobs.values()) >= 2, "no shard_of_kind job was grouped"
     assert outputs(workdir / "results") == outputs(workdir / "results-local")
 
 
