@@ -16,6 +16,7 @@ from tomotiff.extract import Conversion, Layout, choose_window, extract, keep_co
 from tomotiff.keys import SELECTIONS
 from tomotiff.manifest import verify
 from tomotiff.pattern import check_pattern, format_name
+from tomotiff.quantisation import loop_in_use
 from tomotiff.selection import Crop
 from tomotiff.sink import COMPRESSIONS, TiffFormat
 from tomotiff.source import Hdf5Source, Source, TiffDirSource
@@ -56,7 +57,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-j", "--workers", type=int, default=engine.default_workers(), metavar="N",
                         help="worker threads (default: %(default)s, this machine's cores up to 8)")
     parser.add_argument("-q", "--quiet", action="store_true", help="print nothing but errors")
-    parser.add_argument("-V", "--version", action="version", version=f"%(prog)s (tomotiff) {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=_version("%(prog)s (tomotiff)"))
+
+
+def _version(name: str) -> str:
+    return f"{name} {__version__}; quantisation loop: {loop_in_use()}"
 
 
 def _add_layout(parser: argparse.ArgumentParser) -> None:
@@ -262,7 +267,7 @@ def _verify(args: argparse.Namespace) -> None:
 
 def _tomotiff_parser() -> argparse.ArgumentParser:
     parser = _parser("tomotiff", "tomotiff utilities.", "the extraction commands are nxs2tiff, nxs2tiffux and tiff2tiffux")
-    parser.add_argument("-V", "--version", action="version", version=f"tomotiff {__version__}")
+    parser.add_argument("-V", "--version", action="version", version=_version("tomotiff"))
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     check = commands.add_parser("verify", help="check a directory against its manifest.json")
     check.add_argument("directory", metavar="DIR")

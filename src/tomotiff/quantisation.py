@@ -8,6 +8,10 @@ accepted; the output is ``uint8`` for ``bits=8`` and ``uint16`` for ``bits=16``.
 done in float32 when that reproduces the float64 formula to within 1e-6 of the output's
 full scale (the input converts to float32 exactly and the window is not far from zero
 relative to its width), and in float64 otherwise.
+
+The float32 work on float32 or uint16 images (reconstructions and raw counts) runs in one
+compiled pass (``_quantise_loop.c``, built at install when a C compiler is there), which
+computes bit for bit what the numpy passes compute; everything else runs in numpy.
 """
 
 import functools
@@ -15,6 +19,11 @@ import functools
 import numpy as np
 
 from tomotiff.errors import TomotiffError
+
+try:
+    from tomotiff import _quantise_loop
+except ImportError:  # installed without a C compiler: numpy computes the same values
+    _quantise_loop = None
 
 FORMULA_NAME = "linear-round-half-even-v1"
 FORMULA = (
@@ -60,8 +69,9 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
     """Map ``image`` linearly from [lo, hi] onto the integers 0 .. 2**bits - 1 (see ``FORMULA``).
 
     ``out`` (same shape, dtype ``output_dtype(bits)``) is filled and returned; it is
-    allocated when omitted. ``image`` may be any strided view: the work runs in blocks of
-    rows through a small buffer, so no temporary the size of the image is made.
+    allocated when omitted. ``image`` may be any strided view: the compiled loop runs on
+    its contiguous pieces, numpy on blocks of rows through a small buffer, so no temporary
+    the size of the image is made.
     """
     lo, hi = float(lo), float(hi)
     check_window(lo, hi)
@@ -73,34 +83,71 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
         raise ValueError(f"out must have shape {image.shape} and dtype {dtype}")
     work = working_dtype(image.dtype, lo, hi)
     top = float(2**bits - 1)
-    scale = work.type(top / (hi - lo))
-    buffer = np.empty(_BLOCK_ELEMENTS, work)
     with np.errstate(over="ignore", invalid="ignore"):  # huge values become +-Inf, then clip
-        _quantise_blocks(image, out, work, lo, scale, _bounds(work, top), buffer)
+        offset, scale = work.type(lo), work.type(top / (hi - lo))
+        if _compiled_loop_applies(image.dtype, work) and _rows_are_contiguous(image, out):
+            for src, dst in _contiguous_pieces(image, out):
+                _quantise_loop.run(src, dst, float(offset), float(scale), top)
+        else:
+            buffer = np.empty(_BLOCK_ELEMENTS, work)
+            for src, dst in _row_blocks(image, out):
+                _quantise_block_with_numpy(src, dst, offset, scale, _bounds(work, top), buffer)
     return out
+
+
+_COMPILED_INPUTS = (np.dtype(np.float32), np.dtype(np.uint16))
+
+
+def loop_in_use() -> str:
+    """Which code quantises float32 and uint16 images (shown by --version)."""
+    if _quantise_loop is not None:
+        return "compiled"
+    return "numpy, slower (no C compiler when tomotiff was installed; install gcc and reinstall)"
+
+
+def _compiled_loop_applies(in_dtype: np.dtype, work: np.dtype) -> bool:
+    """The compiled loop is installed and has a loop for this input type (in native byte order)."""
+    return _quantise_loop is not None and work == np.float32 and in_dtype in _COMPILED_INPUTS
+
+
+def _rows_are_contiguous(image: np.ndarray, out: np.ndarray) -> bool:
+    """Each row (last axis) of both arrays is contiguous, so the arrays split into contiguous pieces."""
+    return image.ndim > 0 and all(a.strides[-1] == a.itemsize or a.shape[-1] <= 1 for a in (image, out))
+
+
+def _contiguous_pieces(image: np.ndarray, out: np.ndarray):
+    """Matching C-contiguous (input, output) views covering both arrays, as few as possible:
+    a whole block in one call, so a worker takes the GIL back once per block, not per row.
+    (Each return from C waits for the GIL, which another worker may hold for milliseconds.)"""
+    if image.flags.c_contiguous and out.flags.c_contiguous:
+        yield image, out
+        return
+    for src, dst in zip(image, out):
+        yield from _contiguous_pieces(src, dst)
 
 
 @functools.cache
 def _bounds(work: np.dtype, top: float) -> tuple[np.ndarray, np.ndarray]:
     """Read-only arrays of 0 and ``top``, one block long, shared by every thread. numpy runs
     fmax/fmin vectorised on two arrays but not against a scalar: this is 2.5x faster per call
-    and makes the whole kernel about 15% faster (numpy 2.4, AVX-512; benchmarks/README.md)."""
+    and makes the numpy passes about 15% faster (numpy 2.4, AVX-512; benchmarks/README.md)."""
     low, high = np.zeros(_BLOCK_ELEMENTS, work), np.full(_BLOCK_ELEMENTS, top, work)
     low.flags.writeable = high.flags.writeable = False
     return low, high
 
 
-def _quantise_blocks(image: np.ndarray, out: np.ndarray, work: np.dtype, lo: float, scale: np.floating,
-                     bounds: tuple[np.ndarray, np.ndarray], buffer: np.ndarray) -> None:
-    low, high = bounds
-    for src, dst in _row_blocks(image, out):
-        tmp = buffer[: src.size].reshape(src.shape)
-        np.subtract(src, work.type(lo), out=tmp, dtype=work)
-        np.multiply(tmp, scale, out=tmp)
-        np.fmax(tmp, low[: src.size].reshape(src.shape), out=tmp)  # fmax/fmin drop NaN for the bound: NaN -> 0
-        np.fmin(tmp, high[: src.size].reshape(src.shape), out=tmp)
-        np.rint(tmp, out=tmp)  # round half to even
-        np.copyto(dst, tmp, casting="unsafe")
+def _quantise_block_with_numpy(src: np.ndarray, dst: np.ndarray, offset: np.floating, scale: np.floating,
+                               bounds: tuple[np.ndarray, np.ndarray], buffer: np.ndarray) -> None:
+    """The formula as numpy passes over one block that stays in cache: the reference the
+    compiled loop is tested against, and the path for other types and for strided views."""
+    low, high = (bound[: src.size].reshape(src.shape) for bound in bounds)
+    tmp = buffer[: src.size].reshape(src.shape)
+    np.subtract(src, offset, out=tmp, dtype=scale.dtype)
+    np.multiply(tmp, scale, out=tmp)
+    np.fmax(tmp, low, out=tmp)  # fmax/fmin drop NaN for the bound: NaN -> 0
+    np.fmin(tmp, high, out=tmp)
+    np.rint(tmp, out=tmp)  # round half to even
+    np.copyto(dst, tmp, casting="unsafe")
 
 
 def convert(image: np.ndarray, out: np.ndarray) -> np.ndarray:
