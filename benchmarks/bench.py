@@ -154,6 +154,7 @@ class Row:
     label: str
     argv: list[str] | None
     status: str = "ok"
+    images: int | None = None  # images it writes, when not the whole volume
     times: list[float] = dataclasses.field(default_factory=list)
     rss_kib: list[int] = dataclasses.field(default_factory=list)
     user_s: list[float] = dataclasses.field(default_factory=list)  # CPU seconds in the program itself
@@ -382,6 +383,16 @@ def tomotiff_u8_row(volume: Volume, tools: dict[str, str | None], outdir: Path, 
     return tomotiff_row(key, label, tools["nxs2tiffux"], ["-q", "-d", spec.dataset, "-i", str(spec.axis), *common])
 
 
+def startup_row(volume: Volume, tools: dict[str, str | None], outdir: Path) -> Row:
+    """The one-worker command on the first image only: what every run pays before and after its work
+    (interpreter, imports, opening the file, exit), measured beside the full runs."""
+    full = tomotiff_u8_row(volume, tools, outdir, 1)
+    row = Row("tomotiff-u8-start", "tomotiff uint8, first image only", full.argv, full.status, images=1)
+    if row.argv is not None:
+        row.argv = [*row.argv[:-2], "-s", "1", *row.argv[-2:]]
+    return row
+
+
 def naive_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
     """naive.py under this interpreter, so it uses the same numpy, h5py and tifffile as tomotiff."""
     spec = volume.spec
@@ -434,7 +445,7 @@ def case_rows(volume: Volume, tools: dict[str, str | None], nabu: str | None, ro
     spec = volume.spec
     rows = [tomotiff_u8_row(volume, tools, outdir, 2)]
     if spec.one_worker:
-        rows.append(tomotiff_u8_row(volume, tools, outdir, 1))
+        rows += [tomotiff_u8_row(volume, tools, outdir, 1), startup_row(volume, tools, outdir)]
     if spec.float32_out:
         rows.append(
             tomotiff_row(
@@ -502,7 +513,7 @@ def measure(volume: Volume, rows: list[Row], repeats: int, outdir: Path, name: s
     for _ in range(repeats):
         for row in rows:
             if row.argv is not None and row.status == "ok":
-                run_once(row, outdir, volume.images)
+                run_once(row, outdir, row.images or volume.images)
     shutil.rmtree(outdir, ignore_errors=True)
     return CaseResult(name, volume.spec.description, volume.images, volume.input_bytes, rows)
 
@@ -557,14 +568,31 @@ def speed_ratio(case: CaseResult, faster: str, slower: str) -> float | None:
     return slow.median_s / fast.median_s
 
 
+def workers_ratio_after_startup(case: CaseResult) -> float | None:
+    """2 workers / 1 worker on the work alone: both medians less the first-image-only run's.
+    A diagnostic, not a target: it shows how much of the whole commands' ratio the fixed start-up takes."""
+    times = [case.row(key).median_s for key in ("tomotiff-u8-j2", "tomotiff-u8-j1", "tomotiff-u8-start")]
+    if None in times or times[0] <= times[2]:
+        return None
+    two, one, start = times
+    return (one - start) / (two - start)
+
+
 def ratios(results: list[CaseResult]) -> list[dict]:
     """Every RATIOS pair present in a case, measured or not, so missing tools show as n/a."""
-    return [
+    pairs = [
         {"case": c.name, "ratio": name, "value": speed_ratio(c, faster, slower)}
         for c in results
         for faster, slower, name in RATIOS
         if c.row(faster) and c.row(slower)
     ]
+    after_startup = [
+        {"case": c.name, "ratio": "tomotiff uint8: 2 workers / 1 worker, start-up excluded",
+         "value": workers_ratio_after_startup(c)}
+        for c in results
+        if c.row("tomotiff-u8-start")
+    ]
+    return pairs + after_startup
 
 
 def memory_scaling(results: list[CaseResult]) -> list[dict]:
@@ -632,7 +660,7 @@ def markdown(report: dict) -> str:
     for case in report["cases"]:
         for row in case["rows"]:
             lines.append(
-                f"| {case['case']} | {row['label']} | {case['images']} | {fmt(row['median_s'], '.2f')} | "
+                f"| {case['case']} | {row['label']} | {row['images']} | {fmt(row['median_s'], '.2f')} | "
                 f"{fmt(row['mb_per_s'], '.0f')} | {fmt(row['median_user_s'], '.2f')} | "
                 f"{fmt(row['median_sys_s'], '.2f')} | {fmt(row['peak_rss_mb'], '.0f')} | {row['status']} |"
             )
@@ -673,6 +701,7 @@ def case_json(case: CaseResult) -> dict:
                 "label": r.label,
                 "argv": r.argv,
                 "status": r.status,
+                "images": r.images or case.images,
                 "times_s": r.times,
                 "median_s": r.median_s,
                 "peak_rss_mb": r.peak_rss_mb,
@@ -681,7 +710,8 @@ def case_json(case: CaseResult) -> dict:
                 "sys_s": r.sys_s,
                 "median_user_s": r.median_of(r.user_s),
                 "median_sys_s": r.median_of(r.sys_s),
-                "mb_per_s": case.input_bytes / MB / r.median_s if r.median_s else None,
+                "mb_per_s": case.input_bytes * (r.images or case.images) / case.images / MB / r.median_s
+                if r.median_s else None,
             }
             for r in case.rows
         ],
@@ -698,7 +728,15 @@ def package_version(name: str) -> str:
         return "not installed"
 
 
-def machine() -> dict[str, str]:
+def tomotiff_build(tool: str | None) -> str:
+    """What a tomotiff command says of itself (`-V`): its version and which quantisation loop runs."""
+    if tool is None:
+        return "not installed"
+    done = subprocess.run([tool, "-V"], capture_output=True, text=True)
+    return (done.stdout or done.stderr).strip()
+
+
+def machine(tool: str | None) -> dict[str, str]:
     """What the figures depend on: cores, CPU, RAM, and the versions doing the I/O."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
@@ -714,7 +752,7 @@ def machine() -> dict[str, str]:
         "numpy": np.__version__,
         "h5py": f"{h5py.__version__} (HDF5 {h5py.version.hdf5_version})",
         "tifffile": tifffile.__version__,
-        "tomotiff": package_version("tomotiff"),
+        "tomotiff": tomotiff_build(tool),
         "nabu": package_version("nabu"),
         "load average at start": load_average(),
     }
@@ -799,7 +837,7 @@ def main() -> None:
         sys.exit(f"need about {needed / 1e9:.1f} GB free in {args.workdir}, have {free / 1e9:.1f} GB")
     tools = {name: find_tool(name, args.tomotiff_bin) for name in TOMOTIFF_TOOLS}
     nabu = find_peer() if any(spec.peer for spec in specs) else None
-    info = machine()
+    info = machine(tools["nxs2tiffux"])
     root = Path(tempfile.mkdtemp(prefix="tomotiff-bench-", dir=args.workdir))
     try:
         results = [
