@@ -105,6 +105,8 @@ def test_the_loop_checks_its_arguments():
         compiled.run(image.astype(np.float64), np.zeros((4, 4), np.uint8), 0.0, 1.0, 255.0)
     with pytest.raises(TypeError):
         compiled.run(image.astype(">f4"), np.zeros((4, 4), np.uint8), 0.0, 1.0, 255.0)  # big-endian
+    with pytest.raises(TypeError):
+        compiled.run(np.empty(3, dtype=[]), np.zeros(3, np.uint8), 0.0, 1.0, 255.0)  # items of 0 bytes
     with pytest.raises(ValueError, match="differ in size"):
         compiled.run(image, np.zeros(15, np.uint8), 0.0, 1.0, 255.0)
     with pytest.raises(ValueError, match="not C-contiguous"):

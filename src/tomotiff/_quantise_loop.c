@@ -74,16 +74,18 @@ static PyObject *run(PyObject *module, PyObject *args) {
         return NULL;
     }
     PyObject *result = NULL;
-    loop_fn loop = choose_loop(in.format, out.format);
-    Py_ssize_t n = in.len / in.itemsize;
+    loop_fn loop = choose_loop(in.format, out.format); /* only for formats whose itemsize is not 0 */
     if (loop == NULL) {
         PyErr_Format(PyExc_TypeError, "no loop from format %s to %s (float32 or uint16 to uint8 or uint16)",
                      in.format, out.format);
-    } else if (out.len / out.itemsize != n) {
+    } else if (out.len / out.itemsize != in.len / in.itemsize) {
         PyErr_SetString(PyExc_ValueError, "source and target differ in size");
     } else {
-        Py_BEGIN_ALLOW_THREADS loop(in.buf, out.buf, n, lo, scale, top);
-        Py_END_ALLOW_THREADS result = Py_NewRef(Py_None);
+        Py_ssize_t n = in.len / in.itemsize;
+        Py_BEGIN_ALLOW_THREADS
+        loop(in.buf, out.buf, n, lo, scale, top);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
     }
     PyBuffer_Release(&in);
     PyBuffer_Release(&out);

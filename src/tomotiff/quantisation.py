@@ -15,6 +15,7 @@ computes bit for bit what the numpy passes compute; everything else runs in nump
 """
 
 import functools
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -115,7 +116,7 @@ def _rows_are_contiguous(image: np.ndarray, out: np.ndarray) -> bool:
     return image.ndim > 0 and all(a.strides[-1] == a.itemsize or a.shape[-1] <= 1 for a in (image, out))
 
 
-def _contiguous_pieces(image: np.ndarray, out: np.ndarray):
+def _contiguous_pieces(image: np.ndarray, out: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Matching C-contiguous (input, output) views covering both arrays, as few as possible:
     a whole block in one call, so a worker takes the GIL back once per block, not per row.
     (Each return from C waits for the GIL, which another worker may hold for milliseconds.)"""
