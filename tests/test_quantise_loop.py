@@ -121,4 +121,4 @@ def test_version_says_which_loop_quantises():
     done = run_cli("nxs2tiffux", "-V")
     assert done.returncode == 0 and done.stdout.strip().endswith("quantisation loop: compiled"), done.stdout
     with numpy_only():
-        assert quantisation.loop_in_use().startswith("numpy, slower (no C compiler")
+        assert quantisation.loop_in_use().startswith("numpy, slower (the C loop was not built")

@@ -11,13 +11,24 @@
  *   t = t < top ? t : top              +Inf -> top (numpy: fmin)
  *   q = (t + 2**23) - 2**23            round half to even (numpy: rint), exact for 0 <= t < 2**23
  *
- * Built with -ffp-contract=off (setup in pyproject.toml) and never with -ffast-math.
- * Inputs: float32 or uint16, C-contiguous, native byte order; outputs: uint8 or uint16.
+ * Built with -ffp-contract=off (setup.py) and never with -ffast-math, which would fold the
+ * rounding step away. Inputs: float32 or uint16, C-contiguous, native byte order; outputs:
+ * uint8 or uint16.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <float.h>
 #include <stdint.h>
 #include <string.h>
+
+/* float arithmetic must round to float after each operation, as numpy's does (not so on x87);
+ * without that the build fails, and the optional extension is left out: numpy does the work. */
+#if FLT_EVAL_METHOD != 0
+#error "float expressions are evaluated in a wider type here"
+#endif
+#ifdef __FAST_MATH__
+#error "built with -ffast-math: the rounding step would be folded away"
+#endif
 
 /* AVX2 when the CPU has it (chosen once at load time), else the compiler's baseline. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)

@@ -23,7 +23,7 @@ from tomotiff.errors import TomotiffError
 
 try:
     from tomotiff import _quantise_loop
-except ImportError:  # installed without a C compiler: numpy computes the same values
+except ImportError:  # not built at install (no C compiler): numpy computes the same values
     _quantise_loop = None
 
 FORMULA_NAME = "linear-round-half-even-v1"
@@ -103,7 +103,7 @@ def loop_in_use() -> str:
     """Which code quantises float32 and uint16 images (shown by --version)."""
     if _quantise_loop is not None:
         return "compiled"
-    return "numpy, slower (no C compiler when tomotiff was installed; install gcc and reinstall)"
+    return "numpy, slower (the C loop was not built at install: install gcc and Python's headers, then reinstall)"
 
 
 def _compiled_loop_applies(in_dtype: np.dtype, work: np.dtype) -> bool:
