@@ -63,8 +63,11 @@ DEFINE_LOOP(uint16_to_uint16, uint16_t, uint16_t)
 
 typedef void (*loop_fn)(const void *, void *, Py_ssize_t, float, float, float);
 
-/* The loop for a pair of buffer format codes, or NULL ("f" float32, "H" uint16, "B" uint8). */
+/* The loop for a pair of buffer format codes, or NULL ("f" float32, "H" uint16, "B" uint8;
+ * an exporter may leave the format NULL, which means "B"). */
 static loop_fn choose_loop(const char *in, const char *out) {
+    in = in ? in : "B";
+    out = out ? out : "B";
     int in_float = strcmp(in, "f") == 0, in_uint16 = strcmp(in, "H") == 0;
     int out_uint8 = strcmp(out, "B") == 0, out_uint16 = strcmp(out, "H") == 0;
     if (in_float && out_uint8) return float32_to_uint8;
@@ -88,7 +91,7 @@ static PyObject *run(PyObject *module, PyObject *args) {
     loop_fn loop = choose_loop(in.format, out.format); /* only for formats whose itemsize is not 0 */
     if (loop == NULL) {
         PyErr_Format(PyExc_TypeError, "no loop from format %s to %s (float32 or uint16 to uint8 or uint16)",
-                     in.format, out.format);
+                     in.format ? in.format : "B", out.format ? out.format : "B");
     } else if (out.len / out.itemsize != in.len / in.itemsize) {
         PyErr_SetString(PyExc_ValueError, "source and target differ in size");
     } else {
