@@ -387,10 +387,8 @@ def startup_row(volume: Volume, tools: dict[str, str | None], outdir: Path) -> R
     """The one-worker command on the first image only: what every run pays before and after its work
     (interpreter, imports, opening the file, exit), measured beside the full runs."""
     full = tomotiff_u8_row(volume, tools, outdir, 1)
-    row = Row("tomotiff-u8-start", "tomotiff uint8, first image only", full.argv, full.status, images=1)
-    if row.argv is not None:
-        row.argv = [*row.argv[:-2], "-s", "1", *row.argv[-2:]]
-    return row
+    argv = None if full.argv is None else [*full.argv, "-s", "1"]
+    return Row("tomotiff-u8-start", "tomotiff uint8, first image only", argv, full.status, images=1)
 
 
 def naive_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:

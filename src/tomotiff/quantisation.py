@@ -90,9 +90,9 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
             for src, dst in _contiguous_pieces(image, out):
                 _quantise_loop.run(src, dst, float(offset), float(scale), top)
         else:
-            buffer = np.empty(_BLOCK_ELEMENTS, work)
+            buffer, bounds = np.empty(_BLOCK_ELEMENTS, work), _bounds(work, top)
             for src, dst in _row_blocks(image, out):
-                _quantise_block_with_numpy(src, dst, offset, scale, _bounds(work, top), buffer)
+                _quantise_block_with_numpy(src, dst, offset, scale, bounds, buffer)
     return out
 
 
