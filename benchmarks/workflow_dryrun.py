@@ -71,7 +71,8 @@ def timed(root: Path, *args: str) -> float:
     done = subprocess.run(command, cwd=root, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode != 0:
-        raise SystemExit(f"{' '.join(args)} failed:\n{done.stderr[-2000:]}")
+        # Snakemake prints a workflow's error on stdout, its profile notice on stderr
+        raise SystemExit(f"{' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
     return seconds
 
 
