@@ -8,7 +8,7 @@ rule demo_savu:
         "resources/demo/savu/{name}.nxs",
     params:
         kind="savu",
-        tomotiff=TOMOTIFF_VERSION,
+        tomotiff=VERSION,
     log:
         "logs/demo/savu/{name}.log",
     benchmark:
@@ -29,7 +29,7 @@ rule demo_gda:
         "resources/demo/gda/{name}.nxs",
     params:
         kind="gda",
-        tomotiff=TOMOTIFF_VERSION,
+        tomotiff=VERSION,
     log:
         "logs/demo/gda/{name}.log",
     benchmark:
@@ -50,7 +50,7 @@ rule demo_tiffs:
         directory("resources/demo/tiff/{name}"),
     params:
         kind="tiff",
-        tomotiff=TOMOTIFF_VERSION,
+        tomotiff=VERSION,
     log:
         "logs/demo/tiff/{name}.log",
     benchmark:

@@ -11,11 +11,17 @@ import numpy as np
 import pytest
 import tifffile
 
-from tomotiff import TomotiffError, histogram, source
-from tomotiff.histogram import global_window
+from tomotiff import TomotiffError, global_percentiles, source
 from tomotiff.selection import Crop
 from tomotiff.source import Hdf5Source, TiffDirSource
 from tomotiff.synthetic import raw_keys, write_gda_raw, write_savu_recon, write_tiff_dir
+from tomotiff.window import WindowRequest, choose_window
+
+
+def global_window(src, percent: float, sample: int = 1, progress=False, indices=None):
+    """``--window global -p percent --sample sample`` over ``indices`` (default: the source's range)."""
+    indices = np.arange(src.begin, src.stop) if indices is None else indices
+    return choose_window(src, indices, WindowRequest(percent=percent, method="global", sample=sample), progress)
 
 
 def expected(values: np.ndarray, percent: float) -> tuple[float, float]:
@@ -26,8 +32,8 @@ def expected(values: np.ndarray, percent: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
-def window_of(src, percent: float, sample: int = 1) -> tuple[float, float]:
-    window = global_window(src, percent, sample)
+def window_of(src, percent: float, sample: int = 1, indices=None) -> tuple[float, float]:
+    window = global_window(src, percent, sample, indices=indices)
     assert (window.method, window.reference, window.percent, window.sample) == ("global", None, percent, sample)
     return window.lo, window.hi
 
@@ -42,7 +48,7 @@ def write_h5(path, array: np.ndarray, chunks=None) -> str:
 def small_reads(monkeypatch):
     """Tiny tiles and work blocks, so small files exercise row bands, many blocks and pieces."""
     monkeypatch.setattr(source, "TILE_BYTES", 4096)
-    monkeypatch.setattr(histogram, "BLOCK_ELEMENTS", 100)
+    monkeypatch.setattr(global_percentiles, "BLOCK_ELEMENTS", 100)
 
 
 @pytest.fixture
@@ -106,7 +112,7 @@ def test_uint16_raw_scan_is_exact(tmp_path, sample):
 
 @pytest.mark.parametrize("sample", [1, 4])
 def test_only_the_selected_indices_count(tmp_path, small_reads, sample):
-    """A raw scan restricted to its projections (``source.indices`` with gaps): the darks and
+    """A raw scan restricted to its projections (candidate images with gaps): the darks and
     flats around them take no part, and sampling steps through the selected images."""
     path = tmp_path / "raw.nxs"
     dataset = write_gda_raw(str(path), projections=21, flats=6, darks=6, height=12, width=10)
@@ -116,9 +122,8 @@ def test_only_the_selected_indices_count(tmp_path, small_reads, sample):
     projections = np.flatnonzero(keys == 0)
     chosen = np.concatenate([np.flatnonzero(keys == 2)[:3], projections[2:]])  # two runs, with a gap
     src = Hdf5Source(str(path), dataset)
-    src.indices = chosen
     try:
-        assert window_of(src, 0.7, sample) == expected(volume[chosen[::sample]], 0.7)
+        assert window_of(src, 0.7, sample, chosen) == expected(volume[chosen[::sample]], 0.7)
     finally:
         src.close()
 
@@ -226,7 +231,7 @@ def test_nan_payloads_and_negative_nans_are_ignored(tmp_path):
 @pytest.mark.parametrize("dtype", ["float64", "int64", "uint64"])
 def test_64_bit_types_exact_through_every_digit(tmp_path, small_reads, monkeypatch, dtype):
     """With nothing collected, the selection resolves all four 16-bit digits in four passes."""
-    monkeypatch.setattr(histogram, "COLLECT_LIMIT", 0)
+    monkeypatch.setattr(global_percentiles, "COLLECT_LIMIT", 0)
     volume = random_volume(np.random.default_rng(9), dtype, (5, 13, 11))
     src = Hdf5Source(write_h5(tmp_path / "v.h5", volume), "data")
     images = []

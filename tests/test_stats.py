@@ -5,8 +5,8 @@ import pytest
 
 from tomotiff import synthetic
 from tomotiff.errors import TomotiffError
-from tomotiff.extract import choose_window
 from tomotiff.source import Hdf5Source, TiffDirSource
+from tomotiff.window import WindowRequest, choose_window
 from tomotiff.stats import HISTOGRAM_BINS, PERCENTILES, image_stats, percentile_key, scan_stats
 from tomotiff.window import percentile_window
 
@@ -75,7 +75,7 @@ def test_scan_stats_of_an_hdf5_volume_with_the_middle_axis(tmp_path):
     synthetic.write_savu_recon(str(path), height=12, count=9, width=10)
     source = Hdf5Source(str(path), "/entry/final_result_tomo/data", 1, 2, 8)
     try:
-        window = choose_window(source, None, None, None, 1.0)
+        window = choose_window(source, np.arange(source.begin, source.stop), WindowRequest(percent=1.0))
         stats = scan_stats(source, 5, {"u8": window})
         image = source.read_image(5)
     finally:

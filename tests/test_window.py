@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 
 from tomotiff import TomotiffError
-from tomotiff.window import Window, resolve_window, saturation_warning
+from tomotiff.window import Window, reference_window, saturation_warning, with_explicit_sides
+
+
+def resolve_window(lo, hi, image, index, percent) -> Window:
+    """A reference window of ``image`` with the sides given explicitly replaced (as -r/-p with --lo or --hi)."""
+    return with_explicit_sides(reference_window(image, index, percent), lo, hi)
 
 
 def test_reference_uses_numpy_default_percentiles_of_finite_pixels():

@@ -1,7 +1,7 @@
 """The beamline commands nxs2tiff, nxs2tiffux and tiff2tiffux, and ``tomotiff verify``.
 
-Thin by design: parse the arguments, build a source and a conversion, call
-:func:`tomotiff.extract.extract`. Every user error is one line on stderr and exit code 2.
+Thin by design: parse the arguments into a :class:`tomotiff.plan.Request` and run it with
+:func:`tomotiff.pipeline.run`. Every user error is one line on stderr and exit code 2.
 """
 
 import argparse
@@ -10,19 +10,18 @@ import re
 import sys
 from collections.abc import Callable
 
-from tomotiff import __version__, engine
+from tomotiff import __version__, engine, pipeline
 from tomotiff.errors import TomotiffError
-from tomotiff.extract import Conversion, Layout, choose_window, extract, keep_conversion
 from tomotiff.keys import SELECTIONS
 from tomotiff.manifest import verify
-from tomotiff.pattern import check_pattern, format_name
+from tomotiff.pattern import DEFAULT_PATTERN, check_pattern, format_name
+from tomotiff.plan import Destination, Layout, Product, Request, SourceRequest
 from tomotiff.quantisation import loop_in_use
 from tomotiff.selection import Crop
 from tomotiff.sink import COMPRESSIONS, TiffFormat
-from tomotiff.source import Hdf5Source, Source, TiffDirSource
+from tomotiff.window import WindowRequest
 
 EXIT_USAGE = 2
-DEFAULT_PATTERN = "image_%05d.tif"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,6 +34,18 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}; see {self.prog} -h\n")
+
+    def parse_args(self, args=None, namespace=None):
+        """As argparse, but a long option typed with one dash (``-lo 0``: argparse would read
+        ``-h`` and print the help) is an error naming the option meant."""
+        args = sys.argv[1:] if args is None else list(args)
+        long_options = {name for action in self._actions for name in action.option_strings if name.startswith("--")}
+        for arg in args:
+            if arg == "--":
+                break
+            if re.fullmatch(r"-[A-Za-z_][\w-]+", arg) and f"-{arg}" in long_options:
+                self.error(f"unknown option {arg}: long options take two dashes, {'-' + arg}")
+        return super().parse_args(args, namespace)
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
@@ -189,68 +200,54 @@ def _crop(args: argparse.Namespace) -> Crop:
     return Crop(*args.crop) if args.crop else Crop()
 
 
-def _run(args: argparse.Namespace, source: Source, output_dir: str, pattern: str, conversion: Conversion) -> None:
-    say = _say(args)
-    workers = _check_workers(args.workers)
-    count = len(source.indices)
-    first, last = int(source.indices[0]), int(source.indices[-1])
-    say(f"{source.describe()['source']}: {count} images, {first}..{last} "
-        f"-> {os.path.join(output_dir, pattern)}, {conversion.out_dtype(source.dtype)}, {workers} workers")
-    progress = not args.quiet and sys.stderr.isatty()
-    extract(source, output_dir, pattern, conversion, workers, progress, warn=_warn(args), layout=_layout(args))
-    say(f"wrote {count} images and manifest.json to {output_dir}")
-
-
-def _reduction(args: argparse.Namespace, source: Source) -> Conversion:
-    if args.sample < 1:
-        raise TomotiffError(f"--sample must be at least 1, got {args.sample}")
+def _window(args: argparse.Namespace) -> WindowRequest:
     reference = args.ref if args.use_ref or args.ref is not None else None
-    window = choose_window(source, args.lo, args.hi, reference, args.percent, args.window, args.sample)
-    _say(args)(window.describe())
-    return Conversion("quantise", args.bits, window)
+    return WindowRequest(args.lo, args.hi, reference, args.percent, args.window, args.sample)
 
 
-def _extract_hdf5(args: argparse.Namespace, conversion_for: Callable[[Source], Conversion]) -> None:
-    """nxs2tiff and nxs2tiffux: the window comes from the projections of a raw scan, and the
-    output is one directory or (--split-keys) one per kind of image."""
+def _run(args: argparse.Namespace, request: Request) -> None:
+    progress = not args.quiet and sys.stderr.isatty()
+    pipeline.run(request, _check_workers(args.workers), progress, say=_say(args), warn=_warn(args))
+
+
+def _hdf5_request(args: argparse.Namespace, product: Product) -> Request:
+    """nxs2tiff and nxs2tiffux: one output directory, or (--split-keys) one per kind of image."""
     check_pattern(args.output_pattern, "-o/--output-pattern")
-    source = Hdf5Source(args.input_file, args.dataset, args.axis, args.begin, args.stop, _crop(args))
-    try:
-        required = args.keys != "all" or args.split_keys or args.image_key_path is not None
-        scan = source.raw_scan(args.image_key_path, required)
-        outputs = [("", source.indices)]
-        if scan is not None:
-            outputs = scan.outputs(args.keys, args.split_keys, source.begin, source.stop)
-            source.indices = scan.window_images(source.begin, source.stop, source.indices)
-        conversion = conversion_for(source)
-        for subdirectory, indices in outputs:
-            source.indices = indices
-            _run(args, source, os.path.join(args.output_dir, subdirectory), args.output_pattern, conversion)
-    finally:
-        source.close()
+    if args.split_keys and args.keys != "all":
+        raise TomotiffError(f"--split-keys writes every kind of image, each into its own directory; "
+                            f"leave out --keys {args.keys} (or drop --split-keys)")
+    source = SourceRequest(args.input_file, "hdf5", args.dataset, args.axis, begin=args.begin, stop=args.stop,
+                           crop=_crop(args))
+    return Request(source, (product,), Destination(args.output_dir), args.output_pattern, args.keys,
+                   args.split_keys, args.image_key_path, _layout(args))
 
 
 def _nxs2tiff(args: argparse.Namespace) -> None:
-    _extract_hdf5(args, lambda source: keep_conversion(source.dtype, args.fp))
+    _run(args, _hdf5_request(args, Product(32 if args.fp else None)))
 
 
 def _nxs2tiffux(args: argparse.Namespace) -> None:
-    _extract_hdf5(args, lambda source: _reduction(args, source))
+    _run(args, _hdf5_request(args, Product(args.bits, _window(args))))
 
 
 def _tiff2tiffux(args: argparse.Namespace) -> None:
-    pattern = check_pattern(args.output_pattern or args.input_pattern, "-o/--output-pattern")
-    source = TiffDirSource(args.input_dir, args.input_pattern, args.begin, args.stop, _crop(args))
+    pattern = args.output_pattern or args.input_pattern
+    check_pattern(pattern, "-o/--output-pattern" if args.output_pattern else "-i/--input-pattern")
+    source = SourceRequest(args.input_dir, "tiff", input_pattern=args.input_pattern, begin=args.begin,
+                           stop=args.stop, crop=_crop(args))
     _refuse_overwriting_inputs(source, args.output_dir, pattern)
-    _run(args, source, args.output_dir, pattern, _reduction(args, source))
+    _run(args, Request(source, (Product(args.bits, _window(args)),), Destination(args.output_dir), pattern,
+                       layout=_layout(args)))
 
 
-def _refuse_overwriting_inputs(source: TiffDirSource, output_dir: str, pattern: str) -> None:
+def _refuse_overwriting_inputs(source: SourceRequest, output_dir: str, pattern: str) -> None:
     """Writing into the input directory is fine only if no output name is an input name."""
-    if not os.path.isdir(output_dir) or not os.path.samefile(source.directory, output_dir):
+    if not os.path.isdir(output_dir) or not os.path.isdir(source.path) or not os.path.samefile(source.path, output_dir):
         return
-    inputs = {format_name(source.pattern, i) for i in range(source.begin, source.stop)}
-    clash = next((i for i in range(source.begin, source.stop) if format_name(pattern, i) in inputs), None)
+    with source.open() as opened:
+        begin, stop = opened.begin, opened.stop
+    inputs = {format_name(source.input_pattern, i) for i in range(begin, stop)}
+    clash = next((i for i in range(begin, stop) if format_name(pattern, i) in inputs), None)
     if clash is not None:
         raise TomotiffError(f"output {format_name(pattern, clash)} would overwrite an input file in {output_dir}; "
                             "give another OUTPUT_DIR or a different -o/--output-pattern")
@@ -269,8 +266,12 @@ def _tomotiff_parser() -> argparse.ArgumentParser:
     parser = _parser("tomotiff", "tomotiff utilities.", "the extraction commands are nxs2tiff, nxs2tiffux and tiff2tiffux")
     parser.add_argument("-V", "--version", action="version", version=_version("tomotiff"))
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    check = commands.add_parser("verify", help="check a directory against its manifest.json")
-    check.add_argument("directory", metavar="DIR")
+    check = commands.add_parser("verify", help="check a directory against its manifest.json",
+                                description="Check that every image listed in DIR/manifest.json is there, "
+                                            "with the checksum recorded when it was written.")
+    check.add_argument("directory", metavar="DIR",
+                       help="an output directory of nxs2tiff, nxs2tiffux, tiff2tiffux or the workflow "
+                            "(results/SCAN/DEPTH), holding manifest.json")
     return parser
 
 

@@ -1,26 +1,37 @@
-"""The streaming engine: blocks of images flow source -> (bin) -> transform -> sink on worker threads.
+"""The streaming engine: blocks of images flow source -> (bin) -> convert -> sinks on worker threads.
 
-Each worker takes a block (images aligned to the storage layout), reads it tile by tile
-into its own reused buffer, transforms each tile into its reused output buffer, and writes
-the block's files. HDF5 reads are serialised by h5py's lock, but the arithmetic (numpy),
-direct reads of contiguous data and the file writes release the GIL, so a second worker
-overlaps them. Memory is bounded by workers x (one tile + one output block).
+Each worker takes a block (images aligned to the storage layout), reads it tile by tile into
+its own reused buffer, and for every output bins and converts each tile into that output's
+reused buffer, then writes the block's images to each output's sink: several outputs (u8,
+u16 and f32 of the same images, say) cost one read. HDF5 reads are serialised by h5py's
+lock, but the arithmetic, direct reads of contiguous data and the file writes release the
+GIL, so a second worker overlaps them. Memory is bounded by workers x (one tile + one output
+block per output).
+
+:func:`stream` is the same read, in order on one thread, for stages that only look at the
+pixels (the global window).
 """
 
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from tomotiff.binning import bin_mean, binned_shape
 from tomotiff.buffers import scratch
-from tomotiff.quantisation import convert
+from tomotiff.manifest import image_entry
+from tomotiff.selection import ImageSet
+from tomotiff.sink import Sink
 from tomotiff.source import Source
 
-Transform = Callable[[np.ndarray, np.ndarray], object]  # (input tile, output tile) -> fills output
+if TYPE_CHECKING:  # conversion -> window -> engine: the engine only calls a conversion's methods
+    from tomotiff.conversion import Conversion
+
 MAX_DEFAULT_WORKERS = 8
 
 
@@ -46,6 +57,19 @@ def progress_bar(total: int, shown: bool, description: str | None = None):
     return tqdm(total=total, unit="img", file=sys.stderr, leave=False, desc=description)
 
 
+@dataclass(frozen=True)
+class Output:
+    """One product of a read: the images binned by ``binning``, converted, written to ``sink``."""
+
+    conversion: "Conversion"
+    sink: Sink
+    binning: int = 1
+
+
+class _EarlierBlockFailed(Exception):
+    """A block waiting for its turn to write learns that an earlier block failed (not an error of its own)."""
+
+
 class _Turns:
     """Lets blocks finish their work in any order but write in block order (for a stack file)."""
 
@@ -58,7 +82,7 @@ class _Turns:
             with self.condition:
                 self.condition.wait_for(lambda: self.next == position or self.failed)
             if self.failed:
-                raise RuntimeError("an earlier block failed")
+                raise _EarlierBlockFailed()
 
     def done(self, position: int, ok: bool = True) -> None:
         with self.condition:
@@ -66,37 +90,26 @@ class _Turns:
             self.condition.notify_all()
 
 
-def run(source: Source, transform: Transform | None, out_dtype: np.dtype, sink, workers: int = 1,
-        progress: bool = False, first_tile: Callable[[np.ndarray], object] | None = None, binning: int = 1) -> list[dict]:
-    """Write every selected image; return the manifest entries.
+def run(source: Source, images: ImageSet, outputs: Sequence[Output], workers: int = 1,
+        progress: bool = False) -> list[list[dict]]:
+    """Write every image of ``images`` to every output; return each output's manifest entries.
 
-    ``transform`` None means the pixels are written as read (same dtype): whole-image tiles
-    then go to the sink without a copy. ``first_tile`` sees the first tile read. A sink
-    with ``ordered = True`` (a stack file) receives the images in index order.
+    An output whose conversion writes the pixels as read, unbinned, gets whole-image tiles
+    without a copy. If any sink is ``ordered`` (a stack file), every sink receives the images
+    in index order.
     """
-    blocks = source.blocks()
-    out_shape = binned_shape(source.image_shape, binning)
-    turns = _Turns(getattr(sink, "ordered", False))
-    bar = progress_bar(len(source.indices), progress)
+    blocks = source.blocks(images.indices)
+    step = int(np.lcm.reduce([output.binning for output in outputs]))
+    turns = _Turns(any(output.sink.ordered for output in outputs))
+    bar = progress_bar(len(images.indices), progress)
 
-    def one_block(position: int) -> list[dict]:
+    def one_block(position: int) -> list[list[dict]]:
         first, last = blocks[position]
         try:
-            out = None
-            for rows, tile in source.read_tiles(first, last, binning):
-                if first_tile is not None and position == 0 and (rows.start or 0) == 0:
-                    first_tile(tile[0])
-                if transform is None and binning == 1 and rows == slice(None):
-                    out = tile
-                    continue
-                if out is None:
-                    out = scratch("out", (last - first, *out_shape), out_dtype)
-                if binning > 1:
-                    tile = bin_mean(tile, binning)
-                    rows = slice((rows.start or 0) // binning, None if rows.stop is None else rows.stop // binning)
-                (transform or convert)(tile, out[:, rows])
+            converted = _convert_block(source, first, last, outputs, step)
             turns.wait(position)
-            entries = [sink.write(first + k, out[k], source.image_origin(first + k)) for k in range(last - first)]
+            entries = [[_write(output.sink, images, first + k, out[k], source) for k in range(last - first)]
+                       for output, out in zip(outputs, converted)]
             source.release(first, last)
         except BaseException:
             turns.done(position, ok=False)
@@ -106,17 +119,87 @@ def run(source: Source, transform: Transform | None, out_dtype: np.dtype, sink, 
         return entries
 
     try:
-        if workers <= 1:
-            return [entry for position in range(len(blocks)) for entry in one_block(position)]
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tomotiff") as pool:
-            futures = [pool.submit(one_block, position) for position in range(len(blocks))]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for future in pending:
-                future.cancel()
-            failed = [future.exception() for future in futures if future.done() and not future.cancelled()
-                      and future.exception()]
-            if failed:
-                raise next((exc for exc in failed if not isinstance(exc, RuntimeError)), failed[0])
-            return [entry for future in futures for entry in future.result()]
+        per_block = _map_in_order(one_block, len(blocks), workers)
     finally:
         bar.close()
+    entries = [[entry for block in per_block for entry in block[k]] for k in range(len(outputs))]
+    return [_finish(output.sink, written) for output, written in zip(outputs, entries)]
+
+
+def _convert_block(source: Source, first: int, last: int, outputs: Sequence[Output], step: int) -> list[np.ndarray]:
+    """Read images first..last-1 once and fill each output's buffer (or pass the read tile on)."""
+    converted: list[np.ndarray | None] = [None] * len(outputs)
+    for rows, tile in source.read_tiles(first, last, step):
+        binned = {}
+        for k, output in enumerate(outputs):
+            factor = output.binning
+            if factor == 1 and rows == slice(None) and output.conversion.writes_as_read(source.dtype):
+                converted[k] = tile
+                continue
+            if converted[k] is None:
+                shape = (last - first, *binned_shape(source.image_shape, factor))
+                converted[k] = scratch(f"out{k}", shape, output.conversion.out_dtype(source.dtype))
+            if factor not in binned:
+                binned[factor] = tile if factor == 1 else bin_mean(tile, factor)
+            out_rows = rows if factor == 1 else slice((rows.start or 0) // factor,
+                                                      None if rows.stop is None else rows.stop // factor)
+            output.conversion.apply(binned[factor], converted[k][:, out_rows])
+    return converted
+
+
+def _write(sink: Sink, images: ImageSet, index: int, image: np.ndarray, source: Source) -> dict:
+    origin = {**source.image_origin(index), **images.origin(index)}
+    return image_entry(index, origin, sink.write(index, image, origin))
+
+
+def _finish(sink: Sink, entries: list[dict]) -> list[dict]:
+    common = sink.finish()
+    return [{**entry, **common} for entry in entries]
+
+
+def _map_in_order(work, count: int, workers: int) -> list:
+    """``[work(i) for i in range(count)]`` on ``workers`` threads; the first real error is raised."""
+    if workers <= 1:
+        return [work(position) for position in range(count)]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tomotiff") as pool:
+        futures = [pool.submit(work, position) for position in range(count)]
+        _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        for future in pending:
+            future.cancel()
+        failed = [future.exception() for future in futures
+                  if future.done() and not future.cancelled() and future.exception()]
+        if failed:
+            raise next((exc for exc in failed if not isinstance(exc, _EarlierBlockFailed)), failed[0])
+        return [future.result() for future in futures]
+
+
+def stream(source: Source, indices: np.ndarray) -> Iterator[tuple[list[np.ndarray], int]]:
+    """The images ``indices`` (ascending) as (arrays of (image,) row, column, images completed),
+    in order, on this thread; the arrays are valid until the next item.
+
+    Each of the source's blocks over the span is read whole when all its images are wanted;
+    otherwise in runs of consecutive wanted images or of wanted images in one storage chunk,
+    so unwanted images are not read where avoidable and no chunk is decoded twice.
+    """
+    if not len(indices):
+        return
+    indices = np.asarray(indices)
+    depth = source.chunk_depth
+    for first, last in source.blocks(np.arange(indices[0], indices[-1] + 1)):
+        wanted = indices[np.searchsorted(indices, first):np.searchsorted(indices, last)].tolist()
+        for run in _runs(wanted, depth):
+            start, stop = run[0], run[-1] + 1
+            for _rows, tile in source.read_tiles(start, stop):
+                yield ([tile] if len(run) == stop - start else [tile[i - start] for i in run]), 0
+            yield [], len(run)
+
+
+def _runs(wanted: list[int], depth: int) -> list[list[int]]:
+    """``wanted`` split into runs of consecutive indices or of indices in one chunk of ``depth``."""
+    runs: list[list[int]] = []
+    for i in wanted:
+        if runs and (i == runs[-1][-1] + 1 or i // depth == runs[-1][0] // depth):
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs

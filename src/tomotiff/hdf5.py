@@ -48,7 +48,11 @@ def find_dataset(file: h5py.File, path: str | None) -> tuple[str, h5py.Dataset]:
 
 def image_datasets(file: h5py.File) -> list[tuple[str, h5py.Dataset]]:
     """Numeric datasets of rank >= 2 reachable from the root (links followed, dangling ones skipped)."""
-    return [(name, obj) for name, obj in _walk(file, "", set()) if obj.ndim >= 2 and obj.dtype.kind in "uifb"]
+    return [(name, obj) for name, obj in walk(file) if isinstance(obj, h5py.Dataset) and _is_image(obj)]
+
+
+def _is_image(dataset: h5py.Dataset) -> bool:
+    return dataset.ndim >= 2 and dataset.dtype.kind in "uifb"
 
 
 def _listing(file: h5py.File) -> str:
@@ -60,45 +64,69 @@ def _listing(file: h5py.File) -> str:
     return f"image datasets there: {shown}{more}; choose one with -d"
 
 
-def _walk(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, h5py.Dataset]]:
-    for name, obj in _children(group, prefix, seen):
-        if isinstance(obj, h5py.Dataset):
-            yield name, obj
-        elif isinstance(obj, h5py.Group):
-            yield from _walk(obj, f"{name}/", seen)
+def walk(group: h5py.Group, prefix: str = "") -> Iterator[tuple[str, h5py.Dataset | h5py.Group]]:
+    """Every group and dataset below ``group``, depth first in name order, each object once.
+
+    Links that resolve are followed and dangling ones skipped; h5py objects compare equal when
+    they are the same object of the same file, so soft-link cycles end and the hard-linked
+    copies NeXus writers make (NXdata links to the detector's data) are listed once."""
+    yield from _walk(group, prefix, {group})
 
 
-def _children(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, h5py.Dataset | h5py.Group]]:
-    """The members of ``group`` that open (dangling links skipped), each object once."""
-    for name in group:
+def _walk(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, h5py.Dataset | h5py.Group]]:
+    for name in sorted(group):
         try:
             obj = group[name]
-        except (KeyError, OSError):
+        except (KeyError, OSError, ValueError):
             continue
-        if obj not in seen:  # h5py objects compare equal when they are the same object in the same file
-            seen.add(obj)
-            yield f"{prefix}{name}", obj
+        if obj in seen:
+            continue
+        seen.add(obj)
+        yield f"{prefix}{name}", obj
+        if isinstance(obj, h5py.Group):
+            yield from _walk(obj, f"{prefix}{name}/", seen)
 
 
-def _resolve(file: h5py.File, path: str) -> h5py.Dataset | h5py.Group:
-    """Follow ``path`` one component at a time, naming the link that breaks."""
-    node: h5py.Group = file
+class BrokenPath(Exception):
+    """A path that does not lead to an object: ``missing`` when a component does not exist,
+    ``external`` when an external link's file is missing (the message then says where it was
+    looked for), else a dangling soft link or a dataset where a group should be."""
+
+    def __init__(self, message: str, missing: bool = False, external: bool = False):
+        super().__init__(message)
+        self.missing, self.external = missing, external
+
+
+def follow(file: h5py.File, path: str) -> h5py.Dataset | h5py.Group:
+    """The object at ``path``, followed one link at a time so that :class:`BrokenPath` can say
+    which component is missing, or which link does not resolve and where it points."""
+    node: h5py.Dataset | h5py.Group = file
     walked = ""
     for part in [p for p in path.split("/") if p]:
-        walked += "/" + part
         if not isinstance(node, h5py.Group):
-            raise TomotiffError(f"{walked!r}: {node.name!r} in {file.filename} is a dataset, not a group; {_listing(file)}")
+            raise BrokenPath(f"{walked!r} in {file.filename} is a dataset, not a group")
+        walked += "/" + part
         link = node.get(part, getlink=True)
         if link is None:
-            raise TomotiffError(f"dataset {path!r} not found in {file.filename}; {_listing(file)}")
+            raise BrokenPath(f"{walked!r} does not exist", missing=True)
         try:
             node = node[part]
-        except (KeyError, OSError):
-            raise TomotiffError(_broken_link_message(file, walked, link)) from None
+        except (KeyError, OSError, ValueError):
+            raise BrokenPath(_broken_link(file, walked, link), external=isinstance(link, h5py.ExternalLink)) from None
     return node
 
 
-def _broken_link_message(file: h5py.File, walked: str, link) -> str:
+def _resolve(file: h5py.File, path: str) -> h5py.Dataset | h5py.Group:
+    """The object at ``path``, or a one-line error naming what breaks and listing the datasets."""
+    try:
+        return follow(file, path)
+    except BrokenPath as broken:
+        if broken.missing:
+            raise TomotiffError(f"dataset {path!r} not found in {file.filename}; {_listing(file)}") from None
+        raise TomotiffError(str(broken) if broken.external else f"{broken}; {_listing(file)}") from None
+
+
+def _broken_link(file: h5py.File, walked: str, link) -> str:
     if isinstance(link, h5py.ExternalLink):
         beside = os.path.join(os.path.dirname(os.path.abspath(file.filename)), os.path.basename(link.filename))
         return (
@@ -107,8 +135,8 @@ def _broken_link_message(file: h5py.File, walked: str, link) -> str:
             "copy it there or give the detector file itself"
         )
     if isinstance(link, h5py.SoftLink):
-        return f"{walked!r} in {file.filename} is a soft link to {link.path!r}, which does not exist; {_listing(file)}"
-    return f"{walked!r} in {file.filename} cannot be opened; {_listing(file)}"
+        return f"{walked!r} in {file.filename} is a soft link to {link.path!r}, which does not exist"
+    return f"{walked!r} in {file.filename} cannot be opened"
 
 
 def _default_signal_path(file: h5py.File) -> str:
@@ -123,7 +151,7 @@ def _default_signal_path(file: h5py.File) -> str:
     if path:
         raise TomotiffError(f"the NeXus @default chain of {file.filename} ends at {path!r}, which names no @signal; "
                             f"{_listing(file)}")
-    signals = [name for name, _ in _walk_groups(file, "", set()) if _is_nxdata_with_signal(file[name])]
+    signals = [name for name, obj in walk(file) if isinstance(obj, h5py.Group) and _is_nxdata_with_signal(obj)]
     if len(signals) == 1:
         return signals[0]
     why = "names no NeXus default signal (@default/@signal)" if not signals else (
@@ -133,13 +161,6 @@ def _default_signal_path(file: h5py.File) -> str:
 
 def _is_nxdata_with_signal(group: h5py.Group) -> bool:
     return _text(group.attrs.get("NX_class", "")) == "NXdata" and group.attrs.get("signal") is not None
-
-
-def _walk_groups(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, h5py.Group]]:
-    for name, obj in _children(group, prefix, seen):
-        if isinstance(obj, h5py.Group):
-            yield name, obj
-            yield from _walk_groups(obj, f"{name}/", seen)
 
 
 def _text(value) -> str:

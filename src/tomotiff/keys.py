@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import h5py
 import numpy as np
 
+from tomotiff import hdf5
 from tomotiff.errors import TomotiffError
 
 KEY_NAMES = {"projections": 0, "flats": 1, "darks": 2}
@@ -40,12 +41,14 @@ def find_image_key(file: h5py.File, length: int, path: str | None = None) -> tup
     only a 1-D numeric dataset of ``length`` entries counts, so a key array that belongs
     to another detector (or another scan) is not applied to these images.
     """
+    found = _find(file, length, path)
+    return None if found is None else (found[0], _read(found[1], found[0]))
+
+
+def _find(file: h5py.File, length: int, path: str | None) -> tuple[str, h5py.Dataset] | None:
     if path is not None:
-        return _normalise(path), _read(_explicit(file, path, length), path)
-    for found, dataset in _candidates(file):
-        if _fits(dataset, length):
-            return found, _read(dataset, found)
-    return None
+        return _normalise(path), _explicit(file, path, length)
+    return next(((found, dataset) for found, dataset in _candidates(file) if _fits(dataset, length)), None)
 
 
 def indices_for(keys: np.ndarray, selection: str) -> np.ndarray:
@@ -75,9 +78,10 @@ def restrict(indices: np.ndarray, begin: int, stop: int | None = None) -> np.nda
 def _explicit(file: h5py.File, path: str, length: int) -> h5py.Dataset:
     """The dataset the user named, or a one-line error saying what is wrong with it."""
     where = f"--image-key-path {path!r} in {file.filename}"
-    dataset, why = _lookup(file, path)
-    if dataset is None:
-        raise TomotiffError(f"{where}: {why}; {_listing(file)}")
+    try:
+        dataset = hdf5.follow(file, path)
+    except hdf5.BrokenPath as broken:
+        raise TomotiffError(f"{where}: {broken}; {_listing(file)}") from None
     if not isinstance(dataset, h5py.Dataset):
         raise TomotiffError(f"{where} is a group, not a dataset; {_listing(file)}")
     if dataset.dtype.kind not in "uif":
@@ -90,64 +94,23 @@ def _explicit(file: h5py.File, path: str, length: int) -> h5py.Dataset:
     return dataset
 
 
-def _lookup(file: h5py.File, path: str) -> tuple[h5py.Dataset | h5py.Group | None, str]:
-    """Follow ``path`` one link at a time: the object, or None and which link breaks."""
-    node: h5py.Dataset | h5py.Group = file
-    walked = ""
-    for part in [p for p in path.split("/") if p]:
-        if not isinstance(node, h5py.Group):
-            return None, f"{walked!r} is a dataset, not a group"
-        walked += "/" + part
-        link = node.get(part, getlink=True)
-        if link is None:
-            return None, f"{walked!r} does not exist"
-        try:
-            node = node[part]
-        except (KeyError, OSError, ValueError):
-            return None, f"{walked!r} is a link that does not resolve ({_describe_link(link)})"
-    return node, ""
-
-
-def _describe_link(link: h5py.SoftLink | h5py.ExternalLink | h5py.HardLink) -> str:
-    if isinstance(link, h5py.ExternalLink):
-        return f"external link to {link.filename}:{link.path}"
-    if isinstance(link, h5py.SoftLink):
-        return f"soft link to {link.path}"
-    return "hard link"
-
-
 def _candidates(file: h5py.File) -> Iterator[tuple[str, h5py.Dataset]]:
     """Datasets that may hold the keys: the known paths, then every ``image_key`` in the file."""
     for path in KNOWN_PATHS:
-        dataset, _ = _lookup(file, path)
+        try:
+            dataset = hdf5.follow(file, path)
+        except hdf5.BrokenPath:
+            continue
         if isinstance(dataset, h5py.Dataset):
             yield path, dataset
     yield from _walk_keys(file)
 
 
 def _walk_keys(file: h5py.File) -> Iterator[tuple[str, h5py.Dataset]]:
-    """Every dataset named ``image_key``, depth first in name order, following links that
-    resolve (dangling ones skipped).
-
-    h5py objects hash by (file, object), so the ``seen`` set stops soft-link cycles and
-    skips the hard-linked copies NeXus writers make of the same keys.
-    """
-    yield from _walk_group(file["/"], "", {file["/"]})
-
-
-def _walk_group(group: h5py.Group, prefix: str, seen: set) -> Iterator[tuple[str, h5py.Dataset]]:
-    for name in sorted(group):
-        try:
-            obj = group[name]
-        except (KeyError, OSError, ValueError):
-            continue
-        if obj in seen:
-            continue
-        seen.add(obj)
-        if isinstance(obj, h5py.Group):
-            yield from _walk_group(obj, f"{prefix}/{name}", seen)
-        elif name == "image_key":
-            yield f"{prefix}/{name}", obj
+    """Every dataset named ``image_key`` (hdf5.walk's order: depth first, by name)."""
+    for name, obj in hdf5.walk(file):
+        if isinstance(obj, h5py.Dataset) and name.rsplit("/", 1)[-1] == "image_key":
+            yield f"/{name}", obj
 
 
 def _fits(dataset: h5py.Dataset, length: int) -> bool:
@@ -177,10 +140,16 @@ def _normalise(path: str) -> str:
 
 @dataclass(frozen=True)
 class RawScan:
-    """The image keys of a raw scan, and the image sets they define."""
+    """The image keys of a raw scan (as float64, compared by value), and the image sets they define."""
 
     path: str
     keys: np.ndarray
+    integer: bool = False  # the dataset stores integers: record keys as 0, 1, 2, not 0.0, 1.0, 2.0
+
+    def key(self, index: int) -> int | float:
+        """Image ``index``'s key, in the dataset's own kind of number (for the metadata)."""
+        value = float(self.keys[index])
+        return int(value) if self.integer else value
 
     def indices(self, selection: str, begin: int, stop: int) -> np.ndarray:
         return restrict(indices_for(self.keys, selection), begin, stop)
@@ -192,7 +161,8 @@ class RawScan:
         return projections if projections.size else otherwise
 
     def outputs(self, selection: str, split: bool, begin: int, stop: int) -> list[tuple[str, np.ndarray]]:
-        """(subdirectory, indices) to write: one set, or with ``split`` one per kind present."""
+        """(kind, indices) to write: ``selection`` ("" for the kind), or with ``split`` one set per
+        kind present. An empty selection is an error naming what the range holds."""
         if split:
             return [(name, found) for name in KEY_NAMES if (found := self.indices(name, begin, stop)).size]
         found = self.indices(selection, begin, stop)
@@ -204,8 +174,11 @@ class RawScan:
 
 def raw_scan(file: h5py.File, length: int, path: str | None, required: bool) -> RawScan | None:
     """The scan's image keys; ``required`` (--keys, --split-keys) makes their absence an error."""
-    found = find_image_key(file, length, path)
-    if found is None and required:
-        raise TomotiffError(f"{file.filename} has no image_key dataset of {length} entries; "
-                            "give its path with --image-key-path, or drop --keys/--split-keys")
-    return None if found is None else RawScan(*found)
+    found = _find(file, length, path)
+    if found is None:
+        if required:
+            raise TomotiffError(f"{file.filename} has no image_key dataset of {length} entries; "
+                                "give its path with --image-key-path, or drop --keys/--split-keys")
+        return None
+    name, dataset = found
+    return RawScan(name, _read(dataset, name), dataset.dtype.kind in "ui")

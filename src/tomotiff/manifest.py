@@ -1,31 +1,49 @@
 """What was written, and how (the *manifest* stage): ``manifest.json`` beside the images.
 
-The manifest lists every image (index, file, XXH3-128 checksum) with the source, the window and the
-formula, so any image can be traced and its original values recovered; :func:`verify`
-re-checks a directory against it.
+The manifest lists every image (index, file, XXH3-128 checksum, and what identifies it in the
+source) under a header saying how the images were made: the source, the images chosen, the
+window, the formula, the layout and the versions of the software that shaped the bytes. So any
+image can be traced and its original values recovered; :func:`verify` re-checks a directory
+against it. Headers and entries are built here and only here, for the commands and the
+workflow alike; the workflow's shards write partial manifests that :func:`merge_shards` joins.
 """
 
 import json
 import os
+from importlib.metadata import PackageNotFoundError, version
 
+from tomotiff import __version__
 from tomotiff.errors import TomotiffError
-from tomotiff.sink import CHECKSUM, file_checksum, write_error
+from tomotiff.files import CHECKSUM, file_checksum, write_atomically
 
 MANIFEST_NAME = "manifest.json"
+SHAPING_LIBRARIES = ("numpy", "h5py", "hdf5plugin", "tifffile", "imagecodecs")  # they decide the bytes written
+PER_SHARD = ("begin", "stop", "count", "images")  # the header keys that differ between a scan's shards
+
+
+def library_versions() -> dict[str, str]:
+    """The versions of tomotiff and of the libraries that shape the output bytes, HDF5 included."""
+    import h5py
+
+    found = {"tomotiff": __version__, "hdf5": h5py.version.hdf5_version}
+    for name in SHAPING_LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def image_entry(index: int, origin: dict, written: dict) -> dict:
+    """One image's entry: its index, what identifies it in the source (``origin``: its input
+    file, its image_key) and where it went (``written``: file, page, checksum)."""
+    return {"index": index, **origin, **written}
 
 
 def write_json(path: str, content: dict) -> None:
     """Write JSON atomically (temporary file in the same directory, then rename)."""
-    temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.part")
-    try:
-        with open(temporary, "w") as handle:
-            json.dump(content, handle, indent=1, sort_keys=True)
-            handle.write("\n")
-        os.replace(temporary, path)
-    except OSError as exc:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise TomotiffError(write_error(path, exc)) from None
+    text = json.dumps(content, indent=1, sort_keys=True) + "\n"
+    write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
 def write_manifest(path: str, header: dict, images: list[dict]) -> None:
@@ -43,6 +61,36 @@ def read_manifest(path: str) -> dict:
         raise TomotiffError(f"cannot read manifest {path}: {exc}") from None
 
 
+def merge_shards(shards: list[dict], begin: int, stop: int, every_image: bool, what: str) -> dict:
+    """The manifest of images begin..stop-1 from the manifests of its shards (any order), as one
+    run over the whole range would have written it.
+
+    The shards must agree on everything but their range and images, lie in the range in order
+    without overlap, and list their images in index order; ``every_image`` (no keys selected)
+    also requires every image of the range. ``what`` names the output in messages.
+    """
+    shards = sorted(shards, key=lambda shard: shard["begin"])
+    header = {key: value for key, value in shards[0].items() if key not in PER_SHARD}
+    for shard in shards:
+        differs = sorted(key for key in set(header) | set(shard)
+                         if key not in PER_SHARD and shard.get(key) != header.get(key))
+        if differs:
+            raise TomotiffError(f"{what}: the shard of images {shard['begin']}..{shard['stop'] - 1} differs from "
+                                f"the others in {', '.join(differs)}; delete its shard records and run again")
+    images = [entry for shard in shards for entry in shard["images"]]
+    indices = [entry["index"] for entry in images]
+    disjoint = all(a["stop"] <= b["begin"] for a, b in zip(shards, shards[1:]))
+    within = begin <= shards[0]["begin"] and shards[-1]["stop"] <= stop
+    inside = all(shard["begin"] <= entry["index"] < shard["stop"] for shard in shards for entry in shard["images"])
+    ordered = all(a < b for a, b in zip(indices, indices[1:]))
+    if not (disjoint and within and inside and ordered) or every_image and indices != list(range(begin, stop)):
+        raise TomotiffError(f"{what}: the shards do not cover images {begin}..{stop - 1} exactly once")
+    if not images:
+        raise TomotiffError(f"{what}: no images among {begin}..{stop - 1}")
+    whole = {"begin": begin, "stop": stop, "count": len(images)}
+    return {**{key: whole.get(key, value) for key, value in shards[0].items() if key != "images"}, "images": images}
+
+
 def verify(directory: str, manifest_name: str = MANIFEST_NAME) -> list[str]:
     """Problems found in ``directory``: missing images, checksum mismatches (empty when all is well)."""
     manifest = read_manifest(os.path.join(directory, manifest_name))
@@ -58,3 +106,27 @@ def verify(directory: str, manifest_name: str = MANIFEST_NAME) -> list[str]:
         if digest != entry[CHECKSUM]:
             problems.append(f"checksum mismatch: {entry['file']} (image {entry['index']})")
     return problems
+
+
+def header(source_description: dict, begin: int, stop: int, count: int, dtype_in, dtype_out,
+           conversion: dict, layout: dict, pattern: str) -> dict:
+    """How an output was made: where from (``source_description``: the source and a raw scan's
+    image_key dataset), which range, the types, the conversion, the layout and the versions."""
+    return {
+        "tomotiff_version": __version__,
+        **source_description,
+        "begin": begin,
+        "stop": stop,
+        "count": count,
+        "dtype_in": str(dtype_in),
+        "dtype_out": str(dtype_out),
+        **conversion,
+        **layout,
+        "output_pattern": pattern,
+        "versions": library_versions(),
+    }
+
+
+def image_metadata(manifest_header: dict) -> dict:
+    """What each TIFF records of the header: how it was made, without the run's range and versions."""
+    return {key: value for key, value in manifest_header.items() if key not in (*PER_SHARD, "output_pattern", "versions")}

@@ -1,7 +1,9 @@
-"""Which images to take from an N-D dataset: the index axis, the range, and the squeeze.
+"""Which images to take (the *selection* stage): the crop, the geometry of an N-D dataset, and
+the set of images each output holds.
 
-Pure geometry, no I/O: a :class:`Selection` turns "images begin..stop along axis a" into
-HDF5 selections in the dataset's own order and back into (image, row, column) views.
+No I/O: a :class:`Selection` turns "images begin..stop along axis a" into HDF5 selections in
+the dataset's own order and back into (image, row, column) views; an :class:`ImageSet` is
+the immutable list of images an output holds, computed once by the plan.
 """
 
 from dataclasses import dataclass
@@ -9,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tomotiff.errors import TomotiffError
+from tomotiff.keys import RawScan
 
 
 @dataclass(frozen=True)
@@ -116,3 +119,30 @@ def _image_dims(shape: tuple[int, ...], axis: int) -> tuple[int, int]:
             )
         others.remove(singleton)
     return others[0], others[1]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageSet:
+    """The images one output holds (ascending indices of the source, read-only), their kind when
+    a raw scan is split by key, and the scan's keys, recorded with every image written."""
+
+    indices: np.ndarray
+    kind: str | None = None
+    keys: RawScan | None = None
+
+    def __post_init__(self) -> None:
+        indices = np.array(self.indices, np.int64)  # a copy, so no caller can change it later
+        indices.flags.writeable = False
+        object.__setattr__(self, "indices", indices)
+
+    @property
+    def first(self) -> int:
+        return int(self.indices[0])
+
+    @property
+    def last(self) -> int:
+        return int(self.indices[-1])
+
+    def origin(self, index: int) -> dict:
+        """What the plan knows of image ``index`` beyond the source: its image_key."""
+        return {} if self.keys is None else {"image_key": self.keys.key(index)}

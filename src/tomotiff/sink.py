@@ -5,80 +5,40 @@ into place, so a killed run never leaves a partial file under a final name; the 
 name is fixed per image, so a rerun overwrites any leftover and ends with none.
 """
 
-import errno
-import fcntl
 import json
-import mmap
 import os
 import queue
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Protocol
 
 import numpy as np
 import tifffile
-import xxhash
 
 from tomotiff import __version__
 from tomotiff.errors import TomotiffError
-from tomotiff.pattern import check_pattern, format_name
-
-CHECKSUM = "xxh3_128"  # of each whole file; `xxh128sum FILE` prints the same; ~10 GB/s, sha256 ~1 GB/s
-
-
-_CHECKSUM_WINDOW = 64 << 20  # bytes of a file mapped at a time while checksumming
+from tomotiff.files import CHECKSUM, file_checksum, write_atomically
+from tomotiff.pattern import format_name
 
 
-def file_checksum(handle: BinaryIO) -> str:
-    """The XXH3-128 checksum of a whole open file.
+class Sink(Protocol):
+    """Where an output's images go. The engine calls :meth:`write` per image (in index order
+    when ``ordered``), then :meth:`finish` once, or :meth:`abort` if the run fails."""
 
-    Hashed through read-only memory maps of 64 MiB windows: straight from the page cache,
-    without copying the file into a buffer (a just-written TIFF is hashed where it lies),
-    and with memory bounded for stacks of any size."""
-    hasher = xxhash.xxh3_128()
-    fd = handle.fileno()
-    size = os.fstat(fd).st_size
-    for offset in range(0, size, _CHECKSUM_WINDOW):
-        with mmap.mmap(fd, min(_CHECKSUM_WINDOW, size - offset), access=mmap.ACCESS_READ, offset=offset) as window:
-            hasher.update(window)
-    return hasher.hexdigest()
+    ordered: bool  # images must arrive in index order (one stream, such as a stack file)
 
+    def write(self, index: int, image: np.ndarray, origin: dict) -> dict:
+        """Write image ``index`` (``origin``: what identifies it, recorded in its metadata); return
+        the facts of where it went (file, and page or checksum) for its manifest entry. ``image``
+        may be the engine's reused buffer: copy what is kept."""
 
-def temporary_name(name: str) -> str:
-    """The hidden name a file is written under before it is renamed to ``name``."""
-    return f".{name}.part"
+    def finish(self) -> dict:
+        """Complete the output; return the facts every entry shares, known only now (a stack's checksum)."""
 
-
-def prepare_directory(directory: str) -> None:
-    """Create the output directory if needed and check that it can be written."""
-    try:
-        os.makedirs(directory, exist_ok=True)
-    except OSError as exc:
-        raise TomotiffError(f"cannot create output directory {directory}: {exc.strerror}") from None
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise TomotiffError(f"output directory {directory} is not writable; choose another OUTPUT_DIR or fix its permissions")
-
-
-@contextmanager
-def directory_lock(directory: str, name: str) -> Iterator[None]:
-    """Hold an exclusive lock named ``name`` in ``directory`` so two runs never mix their files."""
-    path = os.path.join(directory, f".{name}.lock")
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
-    except OSError as exc:
-        raise TomotiffError(f"cannot create lock file {path}: {exc.strerror}") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise TomotiffError(f"another tomotiff run is writing to {directory} (it holds {path}); "
-                                "wait for it to finish or choose another OUTPUT_DIR") from None
-        yield
-    finally:
-        _remove(path)
-        os.close(fd)
+    def abort(self) -> None:
+        """Give up: leave no partial file behind."""
 
 
 METADATA_TAG = 65000  # private TIFF tag holding the JSON metadata when ImageDescription is ImageJ's
@@ -110,24 +70,15 @@ class TiffFormat:
         return {**common, "imagej": True, "metadata": imagej, "extratags": [(METADATA_TAG, "s", 0, metadata, True)]}
 
 
-def _write_atomically(directory: str, name: str, write) -> str:
-    """Call ``write(handle)`` on a hidden temporary file, checksum it, rename it to ``name``."""
-    final = os.path.join(directory, name)
-    temporary = os.path.join(directory, temporary_name(name))
-    try:
-        _remove(temporary)
-        with open(temporary, "x+b") as handle:  # exclusive create: never writes through a symlink
-            write(handle)
-            handle.flush()  # the checksum maps the file
-            digest = file_checksum(handle)
-        os.replace(temporary, final)
-    except OSError as exc:
-        _remove(temporary)
-        raise TomotiffError(write_error(final, exc)) from None
-    except BaseException:
-        _remove(temporary)
-        raise
-    return digest
+def _write_tiff(path: str, options: dict, **data) -> str:
+    """Write a TIFF atomically with tifffile; return its checksum."""
+
+    def write(handle) -> str:
+        tifffile.imwrite(handle, **data, **options)
+        handle.flush()  # the checksum maps the file
+        return file_checksum(handle)
+
+    return write_atomically(path, write)
 
 
 class TiffSink:
@@ -137,7 +88,7 @@ class TiffSink:
 
     def __init__(self, directory: str, pattern: str, metadata: dict, fmt: TiffFormat = TiffFormat()):
         self.directory = directory
-        self.pattern = check_pattern(pattern, "-o/--output-pattern")
+        self.pattern = pattern
         self.metadata = metadata
         self.format = fmt
 
@@ -145,14 +96,14 @@ class TiffSink:
         return format_name(self.pattern, index)
 
     def write(self, index: int, image: np.ndarray, origin: dict) -> dict:
-        """Write one image atomically; return its manifest entry (index, file, checksum)."""
+        """Write one image atomically, its metadata with its index and origin."""
         name = self.name(index)
         options = self.format.options(json.dumps({**self.metadata, "index": index, **origin}, sort_keys=True))
-        digest = _write_atomically(self.directory, name, lambda handle: tifffile.imwrite(handle, image, **options))
-        return {"index": index, "file": name, CHECKSUM: digest}
+        digest = _write_tiff(os.path.join(self.directory, name), options, data=image)
+        return {"file": name, CHECKSUM: digest}
 
-    def finish(self, entries: list[dict]) -> list[dict]:
-        return entries
+    def finish(self) -> dict:
+        return {}
 
     def abort(self) -> None:
         pass
@@ -167,6 +118,7 @@ class StackSink:
     def __init__(self, directory: str, name: str, metadata: dict, fmt: TiffFormat, count: int,
                  image_shape: tuple[int, int], dtype: np.dtype):
         self.directory, self.name, self.count = directory, name, count
+        self.written = 0
         self.pages: queue.Queue = queue.Queue(maxsize=4)
         self.digest: str | None = None
         self.error: BaseException | None = None
@@ -176,8 +128,8 @@ class StackSink:
 
     def _write(self, options: dict, shape: tuple[int, ...], dtype: np.dtype) -> None:
         try:
-            self.digest = _write_atomically(self.directory, self.name, lambda handle: tifffile.imwrite(
-                handle, data=self._page_iterator(), shape=shape, dtype=dtype, **options))
+            self.digest = _write_tiff(os.path.join(self.directory, self.name), options,
+                                      data=self._page_iterator(), shape=shape, dtype=dtype)
         except BaseException as exc:  # reported by write() or finish() in the engine's threads
             self.error = exc
 
@@ -197,12 +149,13 @@ class StackSink:
             except queue.Full:
                 continue
         self._raise_error()
-        return {"index": index, "file": self.name, **origin}
+        self.written += 1
+        return {"file": self.name, "page": self.written - 1}
 
-    def finish(self, entries: list[dict]) -> list[dict]:
+    def finish(self) -> dict:
         self.thread.join()
         self._raise_error()
-        return [{**entry, "page": page, CHECKSUM: self.digest} for page, entry in enumerate(entries)]
+        return {CHECKSUM: self.digest}
 
     def abort(self) -> None:
         with suppress(queue.Full):
@@ -216,14 +169,3 @@ class StackSink:
 
 class _Aborted(Exception):
     """Ends the stack writer when the run fails (its temporary file is then removed)."""
-
-
-def write_error(path: str, exc: OSError) -> str:
-    """The one-line message for a failed write; a short write is a full disk or a size limit."""
-    full = exc.errno in (None, errno.ENOSPC, errno.EFBIG, errno.EDQUOT)
-    return f"cannot write {path}: {exc.strerror or exc}" + ("; check free space, quotas and ulimit -f" if full else "")
-
-
-def _remove(path: str) -> None:
-    with suppress(FileNotFoundError):
-        os.unlink(path)

@@ -25,27 +25,57 @@ TILE_BYTES = 32 << 20  # one read; a few of these per worker bound the memory
 
 
 class Source(Protocol):
-    """What the engine needs of any source."""
+    """What the pipeline needs of any source of images (an HDF5 dataset, a TIFF directory; a
+    Zarr or EDF source would implement exactly this). Sources are read-only and never change
+    after opening: which images are processed is the plan's business, passed to each call.
+    Use a source as a context manager, or call :meth:`close`."""
 
-    dtype: np.dtype
-    image_shape: tuple[int, int]  # after cropping
-    begin: int
+    dtype: np.dtype  # the pixels' type, native byte order
+    image_shape: tuple[int, int]  # rows, columns of every image once cropped
+    begin: int  # the range asked for (-b/-s): images begin..stop-1, all of which exist
     stop: int
-    indices: np.ndarray  # the selected image indices, ascending, within begin..stop-1
+    chunk_depth: int  # images per storage unit along the index (reading one image of it costs all)
 
-    def blocks(self) -> list[tuple[int, int]]: ...
+    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
+        """(first, last) ranges, exclusive, covering exactly the ascending ``indices``: each a run of
+        consecutive images aligned to the storage layout, small enough that a worker holds a few."""
 
-    def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]: ...
+    def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
+        """Images first..last-1 as (rows, tile): ``tile`` an (image, row, column) view of those rows
+        of every image, rows a multiple of ``row_multiple`` except at the bottom; valid until the
+        next tile (buffers are reused)."""
 
-    def read_image(self, index: int) -> np.ndarray: ...
+    def read_image(self, index: int) -> np.ndarray:
+        """One cropped image as a new array (a reference image); any index of the source."""
 
-    def release(self, first: int, last: int) -> None: ...
+    def release(self, first: int, last: int) -> None:
+        """Images first..last-1 are done: drop what the source holds of them (e.g. mapped pages)."""
 
-    def describe(self) -> dict: ...
+    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
+        """The raw scan's image_key (at ``path``, or found by itself), None for data without keys;
+        ``required``: their absence is an error."""
 
-    def image_origin(self, index: int) -> dict: ...
+    def describe(self) -> dict:
+        """Where the images come from, for the metadata and manifest (JSON-able)."""
+
+    def image_origin(self, index: int) -> dict:
+        """What identifies image ``index`` in the source besides its index (e.g. its input file)."""
 
     def close(self) -> None: ...
+
+    def __enter__(self) -> "Source": ...
+
+    def __exit__(self, *exc) -> None: ...
+
+
+class _Closing:
+    """Context-manager methods for sources."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _even_blocks(begin: int, stop: int, align: int, depth: int) -> list[tuple[int, int]]:
@@ -63,7 +93,7 @@ def _blocks_of(indices: np.ndarray, align: int, depth: int) -> list[tuple[int, i
     return [block for run in runs if run.size for block in _even_blocks(int(run[0]), int(run[-1]) + 1, align, depth)]
 
 
-class Hdf5Source:
+class Hdf5Source(_Closing):
     """Images along ``axis`` of an HDF5 dataset, read with ``read_direct`` into reused buffers."""
 
     def __init__(self, path: str, dataset: str | None, axis: int = 0, begin: int = 0, stop: int | None = None,
@@ -81,18 +111,17 @@ class Hdf5Source:
         self.dtype = self.dataset.dtype.newbyteorder("=")
         self.image_shape = self.selection.image_shape
         self.begin, self.stop = self.selection.begin, self.selection.stop
-        self.indices = np.arange(self.begin, self.stop)
-        self._keys: RawScan | None = None
+        self.length = self.selection.shape[axis]
         self._image_stride = int(np.prod(self.selection.shape[self.selection.axis + 1:])) * self.dtype.itemsize
         self._bytes = ContiguousBytes.open(self.dataset, self.selection)
         chunks = self.dataset.chunks
-        self._chunk_depth = chunks[axis] if chunks else 1
+        self.chunk_depth = chunks[axis] if chunks else 1
         self._chunk_rows = chunks[self.selection.rows_dim] if chunks else 1
 
-    def blocks(self) -> list[tuple[int, int]]:
+    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
         image_bytes = self.image_shape[0] * self.image_shape[1] * self.dtype.itemsize
-        depth = self._chunk_depth * max(1, TILE_BYTES // (self._chunk_depth * image_bytes))
-        return _blocks_of(self.indices, self._chunk_depth, depth)
+        depth = self.chunk_depth * max(1, TILE_BYTES // (self.chunk_depth * image_bytes))
+        return _blocks_of(indices, self.chunk_depth, depth)
 
     def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
         """Images first..last-1 as (image, row, column) views, in bands of whole chunk rows
@@ -111,9 +140,9 @@ class Hdf5Source:
             yield band, self.selection.as_images(buffer)
 
     def read_image(self, index: int) -> np.ndarray:
-        length = self.selection.shape[self.selection.axis]
-        if not 0 <= index < length:
-            raise TomotiffError(f"reference image -r {index} does not exist: the image axis has {length} images (0..{length - 1})")
+        if not 0 <= index < self.length:
+            raise TomotiffError(f"reference image -r {index} does not exist: "
+                                f"the image axis has {self.length} images (0..{self.length - 1})")
         return np.array(self.selection.as_images(self._whole_images(index, index + 1))[0])
 
     def release(self, first: int, last: int) -> None:
@@ -138,22 +167,16 @@ class Hdf5Source:
                 f"{str(exc).splitlines()[0]} (is the file complete and its compression filter installed?)"
             ) from None
 
-    def raw_scan(self, key_path: str | None, required: bool) -> RawScan | None:
-        """The image keys of a raw scan (``required``: an error if there are none), recorded
-        from now on in each image's metadata; None for data without keys."""
-        self._keys = raw_scan(self.file, self.selection.shape[self.selection.axis], key_path, required)
-        return self._keys
+    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
+        return raw_scan(self.file, self.length, path, required)
 
     def describe(self) -> dict:
         crop = self.selection.crop
-        described = {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
-                     "dataset_shape": list(self.selection.shape), "crop": [crop.top, crop.bottom, crop.left, crop.right]}
-        if self._keys is not None:
-            described["image_key_path"] = self._keys.path
-        return described
+        return {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
+                "dataset_shape": list(self.selection.shape), "crop": [crop.top, crop.bottom, crop.left, crop.right]}
 
     def image_origin(self, index: int) -> dict:
-        return {} if self._keys is None else {"image_key": float(self._keys.keys[index])}
+        return {}
 
     def close(self) -> None:
         if self._bytes is not None:
@@ -211,10 +234,13 @@ def _only_page(tif: tifffile.TiffFile, path: str) -> tifffile.TiffPage:
     return tif.pages[0]
 
 
-class TiffDirSource:
+class TiffDirSource(_Closing):
     """Single-page TIFF files named by a printf pattern; the index is the number in the name."""
 
     def __init__(self, directory: str, pattern: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
+        if os.path.isfile(directory):
+            raise TomotiffError(f"{directory} is a file, not a directory of TIFFs (one image per file, "
+                                "named by the input pattern)")
         if not os.path.isdir(directory):
             raise TomotiffError(f"input directory not found: {directory}")
         self.directory = directory
@@ -225,7 +251,7 @@ class TiffDirSource:
             raise TomotiffError(self._no_match(begin))
         self.begin = begin
         self.stop = self._find_stop(begin) if stop is None else self._check_stop(begin, stop)
-        self.indices = np.arange(self.begin, self.stop)
+        self.chunk_depth = 1
         self.dtype, self.full_shape = self._open(begin)
         self.crop = crop.check(*self.full_shape)
         self._rows, self._cols = crop.rows(self.full_shape[0]), crop.cols(self.full_shape[1])
@@ -269,9 +295,9 @@ class TiffDirSource:
             raise TomotiffError(f"{path} is not a single-channel numeric image (shape {page.shape}, type {dtype})")
         return dtype.newbyteorder("="), shape
 
-    def blocks(self) -> list[tuple[int, int]]:
+    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
         image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
-        return _blocks_of(self.indices, 1, max(1, TILE_BYTES // image_bytes))
+        return _blocks_of(indices, 1, max(1, TILE_BYTES // image_bytes))
 
     def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
         buffer = scratch("read", (last - first, *self.full_shape), self.dtype)
@@ -303,6 +329,12 @@ class TiffDirSource:
 
     def release(self, first: int, last: int) -> None:
         pass
+
+    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
+        if required:
+            raise TomotiffError("TIFF files carry no image_key: --keys, --split-keys and --image-key-path "
+                                "apply to HDF5 raw scans only")
+        return None
 
     def describe(self) -> dict:
         crop = self.crop

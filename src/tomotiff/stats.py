@@ -53,11 +53,12 @@ def image_stats(image: np.ndarray, percentiles=PERCENTILES, bins: int = HISTOGRA
 
 
 def scan_stats(source: Source, reference: int, windows: dict[str, Window] | None = None,
-               percentiles=PERCENTILES, bins: int = HISTOGRAM_BINS) -> dict:
-    """The statistics of image ``reference`` of ``source``, with the source's description, the
-    selected range and the window chosen for each output (``windows``, e.g. ``{"u8": ...}``)."""
+               description: dict | None = None, percentiles=PERCENTILES, bins: int = HISTOGRAM_BINS) -> dict:
+    """The statistics of image ``reference`` of ``source``, with the source's ``description``
+    (default: its own; a plan's adds the image_key dataset), the selected range and the window
+    chosen for each output (``windows``, e.g. ``{"u8": ...}``)."""
     image = source.read_image(reference)
-    description = source.describe()
+    description = dict(source.describe() if description is None else description)
     count = source.stop - source.begin
     # An HDF5 dataset has its own shape; a TIFF directory is a stack of its files begin..stop-1 along axis 0.
     shape = description.pop("dataset_shape", None) or [count, *source.image_shape]

@@ -37,6 +37,17 @@ def demo_image_keys(kind: str) -> np.ndarray | None:
     return raw_keys(sizes["projections"], sizes["flats"], sizes["darks"])
 
 
+def write_demo(kind: str, name: str, output: str) -> str:
+    """Write the workflow's demo scan ``name`` of ``kind`` (savu, gda or tiff) to ``output``,
+    seeded by its name; return a line saying so."""
+    import zlib
+
+    sizes, seed = DEMO_SIZES[kind], zlib.crc32(name.encode())
+    writer = {"savu": write_savu_recon, "gda": write_gda_raw, "tiff": write_tiff_dir}[kind]
+    writer(output, seed=seed, **sizes)
+    return f"wrote demo {kind} scan {output} (seed {seed})"
+
+
 def recon_slice(index: int, height: int, width: int, seed: int = 0) -> np.ndarray:
     """One float32 reconstructed slice: a disc of attenuation ~1e-3 with seeded noise."""
     rows, cols = np.mgrid[0:height, 0:width].astype(np.float32)

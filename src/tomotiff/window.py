@@ -1,13 +1,27 @@
-"""The intensity window (lo, hi): explicit, or from the percentiles of a reference image."""
+"""The intensity window (the *window* stage): which values map onto 0 and 2**bits - 1.
 
+The policy lives here whole: explicit ``--lo/--hi``, percentiles of one reference image, or
+exact percentiles of every selected image (``--window global``, streamed through the engine's
+read, computed by :mod:`tomotiff.global_percentiles`); an explicit side overrides a derived
+one. The images a window may come from are the plan's (a raw scan's projections), never the
+darks or flats.
+"""
+
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from tomotiff import engine
 from tomotiff.errors import TomotiffError
+from tomotiff.global_percentiles import exact_percentiles
 from tomotiff.quantisation import check_window
+from tomotiff.source import Source
 
 SATURATION_WARNING_FRACTION = 0.99
+METHODS = ("reference", "global")
+
+Progress = bool | Callable[[int], object]  # a bar on stderr, or a callable given the images just read
 
 
 @dataclass(frozen=True)
@@ -40,11 +54,96 @@ class Window:
         return f"window: lo={self.lo!r} hi={self.hi!r} ({how})"
 
 
+@dataclass(frozen=True)
+class WindowRequest:
+    """How to choose a window: both sides given, or percentiles (``percent`` cut from each end) of
+    the ``reference`` image (default: the middle candidate) or of every ``sample``-th candidate
+    image (``method="global"``); a side given explicitly overrides the derived one."""
+
+    lo: float | None = None
+    hi: float | None = None
+    reference: int | None = None
+    percent: float = 0.0
+    method: str = "reference"
+    sample: int = 1
+
+    def __post_init__(self) -> None:
+        check_percent(self.percent)
+        if self.method not in METHODS:
+            raise TomotiffError(f"--window must be reference or global, not {self.method!r}")
+        if isinstance(self.sample, bool) or not isinstance(self.sample, (int, np.integer)) or self.sample < 1:
+            raise TomotiffError(f"--sample must be a whole number >= 1, got {self.sample!r}")
+        if self.lo is not None and self.hi is not None:
+            check_window(self.lo, self.hi)
+
+
 def check_percent(percent: float) -> float:
     """``-p`` cuts ``percent`` from each end, so it must lie in [0, 50)."""
     if not 0 <= percent < 50:
         raise TomotiffError(f"-p/--percent must be in [0, 50), got {percent}; e.g. -p 0.1")
     return float(percent)
+
+
+def middle_image(candidates: np.ndarray) -> int:
+    """The default reference image: the middle of the candidate images."""
+    return int(candidates[len(candidates) // 2])
+
+
+def choose_window(source: Source, candidates: np.ndarray, request: WindowRequest, progress: Progress = False) -> Window:
+    """The window ``request`` asks for, from the ``candidates`` images of ``source`` (ascending)."""
+    if request.lo is not None and request.hi is not None:
+        return Window(float(request.lo), float(request.hi), "explicit")
+    if request.method == "global":
+        lo, hi = global_percentiles(source, candidates[:: request.sample], request.percent, progress,
+                                    _described(candidates, request.sample))
+        window = Window(lo, hi, "global", None, request.percent, sample=request.sample)
+    else:
+        index = middle_image(candidates) if request.reference is None else request.reference
+        window = reference_window(source.read_image(index), index, request.percent)
+    return with_explicit_sides(window, request.lo, request.hi)
+
+
+def reference_window(image: np.ndarray, index: int, percent: float) -> Window:
+    """The ``percent`` and ``100 - percent`` percentiles of reference image ``index``."""
+    lo, hi = percentile_window(image, check_percent(percent), index)
+    if hi == lo:
+        raise TomotiffError(
+            f"reference image {index} gives an empty window (lo = hi = {lo!r}): it is constant; "
+            "give --lo/--hi explicitly or pick another image with -r"
+        )
+    return Window(lo, hi, "reference", index, percent)
+
+
+def global_percentiles(source: Source, images: np.ndarray, percent: float, progress: Progress = False,
+                       what: str | None = None) -> tuple[float, float]:
+    """The exact ``percent`` and ``100 - percent`` percentiles of every finite pixel of ``images``
+    (equal to ``np.percentile`` over them as float64), read through the engine's stream."""
+    passes = 0
+    what = what or _described(images, 1)
+
+    def one_pass():
+        nonlocal passes
+        passes += 1
+        bar = engine.progress_bar(len(images), progress is True, f"global window, pass {passes}")
+        report = progress if callable(progress) else bar.update
+        try:
+            for arrays, finished in engine.stream(source, images):
+                yield from arrays
+                if finished:
+                    report(finished)
+        finally:
+            bar.close()
+
+    return exact_percentiles(source.dtype, one_pass, check_percent(percent), what)
+
+
+def _described(candidates: np.ndarray, sample: int) -> str:
+    """Which images are read, for messages: "the 25 selected images (3..27)"."""
+    span = f"{candidates[0]}..{candidates[-1]}" if len(candidates) else "none"
+    if sample == 1:
+        return f"the {len(candidates)} selected images ({span})"
+    read = len(candidates[::sample])
+    return f"the {read} images sampled (one in {sample}) from the {len(candidates)} selected ({span})"
 
 
 def finite_pixels(image: np.ndarray) -> np.ndarray:
@@ -63,26 +162,6 @@ def percentile_window(image: np.ndarray, percent: float, index: int) -> tuple[fl
     return float(lo), float(hi)
 
 
-def resolve_window(
-    lo: float | None,
-    hi: float | None,
-    reference_image: np.ndarray | None,
-    reference: int | None,
-    percent: float,
-) -> Window:
-    """Combine explicit bounds with a reference image: an explicit side overrides the reference."""
-    if lo is not None and hi is not None:
-        return Window(float(lo), float(hi), "explicit")
-    assert reference_image is not None and reference is not None, "a reference image is needed"
-    ref_lo, ref_hi = percentile_window(reference_image, check_percent(percent), reference)
-    if ref_hi == ref_lo:
-        raise TomotiffError(
-            f"reference image {reference} gives an empty window (lo = hi = {ref_lo!r}): it is constant; "
-            "give --lo/--hi explicitly or pick another image with -r"
-        )
-    return with_explicit_sides(Window(ref_lo, ref_hi, "reference", reference, percent), lo, hi)
-
-
 def with_explicit_sides(window: Window, lo: float | None, hi: float | None) -> Window:
     """A derived window with the side(s) the user gave explicitly replaced."""
     if lo is None and hi is None:
@@ -92,17 +171,29 @@ def with_explicit_sides(window: Window, lo: float | None, hi: float | None) -> W
 
 
 def saturation_warning(image: np.ndarray, window: Window, index: int) -> str | None:
-    """A warning when the window clips nearly every pixel: almost surely the wrong units."""
+    """A warning when the window clips nearly every pixel of ``image`` (image ``index``, one the
+    window was chosen for): almost surely the wrong units. The advice fits how it was chosen."""
     image = np.asarray(image)
     finite = np.count_nonzero(np.isfinite(image)) if image.dtype.kind == "f" else image.size
     if finite == 0:
         return None
     inside = np.count_nonzero((image > window.lo) & (image < window.hi))  # NaN and Inf are never inside
-    clipped = (finite - inside) / finite  # without copying out the finite pixels: this runs on every run
+    clipped = (finite - inside) / finite  # without copying out the finite pixels
     if clipped < SATURATION_WARNING_FRACTION:
         return None
     values = finite_pixels(image)
     return (
         f"warning: the window lo={window.lo!r} hi={window.hi!r} saturates {clipped:.1%} of image {index}, "
-        f"whose values span {float(values.min())!r}..{float(values.max())!r}; give --lo/--hi in the data's units or use --use_ref"
+        f"whose values span {float(values.min())!r}..{float(values.max())!r}; {_advice(window)}"
     )
+
+
+def _advice(window: Window) -> str:
+    """What to try instead of what was done (never advice to do what the user already did)."""
+    if window.method == "explicit":
+        return "give --lo/--hi in the data's units or use --use_ref"
+    if window.method.endswith("+explicit"):
+        return "check the side given with --lo/--hi"
+    others = ["-p 0.1"] if not window.percent else []
+    others.append("--window global" if window.method == "reference" else "--lo/--hi")
+    return f"try {' or '.join(others)}"

@@ -1,5 +1,8 @@
-"""The global window (``--window global``): percentiles of every finite pixel of the selected
-images, streamed through the source's blocks with bounded memory.
+"""The exact percentiles behind the global window (``--window global``): percentiles of every
+finite pixel of a stream of arrays too large to hold, read a few times with bounded memory.
+
+Pure computation: the window stage (:mod:`tomotiff.window`) supplies the passes over the
+pixels (the engine's read stream) and the progress display.
 
 The result is **exact**: ``lo`` and ``hi`` equal ``np.percentile(v, [P, 100 - P])`` (numpy's
 default, linear method) where ``v`` holds every finite pixel of the selected (or sampled)
@@ -26,21 +29,18 @@ Memory: one read tile (the source's), one work block of ``BLOCK_ELEMENTS`` pixel
 never anything the size of the volume.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from tomotiff.engine import progress_bar
 from tomotiff.errors import TomotiffError
-from tomotiff.source import Source
-from tomotiff.window import Window, check_percent
 
 DIGIT_BITS = 16  # bits resolved per pass: 65536 bins
 BLOCK_ELEMENTS = 1 << 18  # pixels per work block: the buffers stay in cache
 COLLECT_LIMIT = 1 << 21  # a wanted bin with at most this many pixels is collected and sorted
 
-Progress = bool | Callable[[int], object] | None
+Passes = Callable[[], Iterable[np.ndarray]]  # each call: one pass over every pixel, as arrays of any shape
 
 
 @dataclass(frozen=True)
@@ -126,44 +126,33 @@ class _Bin:
     raw_prefix: int = 0
 
 
-def global_window(source: Source, percent: float, sample: int = 1, progress: Progress = None) -> Window:
-    """The window (lo, hi) = the ``percent`` and ``100 - percent`` percentiles of every finite
-    pixel of the selected images of ``source`` (``source.indices``), or with ``sample`` N of
-    every Nth of them (``source.indices[::N]``: the first, the (N+1)-th, ...).
+def exact_percentiles(dtype: np.dtype, passes: Passes, percent: float, what: str) -> tuple[float, float]:
+    """The ``percent`` and ``100 - percent`` percentiles of every finite pixel that ``passes()``
+    yields (each call must yield the same pixels again, as arrays of ``dtype``).
 
     Exact: equal to ``np.percentile(v, [percent, 100 - percent])`` (linear method) over the
-    finite pixels ``v`` as float64; NaN and +-Inf are ignored. The data are streamed block by
-    block through ``source.blocks()``/``source.read_tiles()``: one read for 8/16-bit types,
+    finite pixels ``v`` as float64; NaN and +-Inf are ignored. One pass for 8/16-bit types,
     two for 32-bit types, two (at most four) for 64-bit types; see the module doc.
-
-    ``progress``: True for a progress bar on stderr, or a callable given the number of images
-    just read (like ``tqdm.update``), called in every pass.
+    ``what`` names the pixels in messages ("the 25 selected images (3..27)").
     Raises :class:`TomotiffError` when no pixel is finite or lo == hi (a constant volume).
     """
-    percent = check_percent(percent)
-    if isinstance(sample, bool) or not isinstance(sample, (int, np.integer)) or sample < 1:
-        raise TomotiffError(f"the global window's sample step must be a whole number >= 1, got {sample!r}")
-    sample = int(sample)
-    keys = _Keys.of(source.dtype)
-    scan = _Scan(source, sample, keys, progress)
-    try:
-        counts = scan.first_pass()
-        total = int(counts.sum())
-        if total == 0:
-            raise TomotiffError(f"{scan.describe()} have no finite pixels; give the window with --lo/--hi")
-        previous, following, gamma = _interpolation(total, percent)
-        ranks = sorted({*previous.tolist(), *following.tolist()})
-        values = scan.select(counts, ranks)
-    finally:
-        scan.close()
+    keys = _Keys.of(dtype)
+    scan = _Scan(passes, keys, what)
+    counts = scan.first_pass()
+    total = int(counts.sum())
+    if total == 0:
+        raise TomotiffError(f"{what} have no finite pixels; give the window with --lo/--hi")
+    previous, following, gamma = _interpolation(total, percent)
+    ranks = sorted({*previous.tolist(), *following.tolist()})
+    values = scan.select(counts, ranks)
     lo, hi = _lerp(np.array([values[int(r)] for r in previous]), np.array([values[int(r)] for r in following]), gamma)
     lo, hi = float(lo), float(hi)
     if not hi > lo:
         raise TomotiffError(
-            f"{scan.describe()} give an empty global window (lo = hi = {lo!r}, -p {percent:g}): "
+            f"{what} give an empty global window (lo = hi = {lo!r}, -p {percent:g}): "
             "they are constant, or nearly all one value; give --lo/--hi explicitly"
         )
-    return Window(lo, hi, "global", None, percent, sample=sample)
+    return lo, hi
 
 
 def _interpolation(total: int, percent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -190,26 +179,13 @@ def _lerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 class _Scan:
-    """The passes over the (sampled) images of one source."""
+    """The passes over the pixels."""
 
-    def __init__(self, source: Source, sample: int, keys: _Keys, progress: Progress):
-        self.source, self.sample, self.keys, self.progress = source, sample, keys, progress
-        selected = getattr(source, "indices", None)
-        self.selected = np.arange(source.begin, source.stop) if selected is None else np.asarray(selected, np.int64)
-        self.sampled = self.selected[::sample]
-        self.images = len(self.sampled)
-        self.passes = 0
-        self.bar = None
+    def __init__(self, passes: Passes, keys: _Keys, what: str):
+        self.passes, self.keys, self.what = passes, keys, what
         self.index = np.empty(BLOCK_ELEMENTS, np.intp)
         self.shifted = np.empty(BLOCK_ELEMENTS, keys.raw_type)
         self.mask = np.empty(BLOCK_ELEMENTS, bool)
-
-    def describe(self) -> str:
-        """Which images were read, for messages: "the 25 selected images (3..27)"."""
-        span = f"{self.selected[0]}..{self.selected[-1]}" if self.selected.size else "none"
-        if self.sample == 1:
-            return f"the {self.selected.size} selected images ({span})"
-        return f"the {self.images} images sampled (one in {self.sample}) from the {self.selected.size} selected ({span})"
 
     def first_pass(self) -> np.ndarray:
         """Counts of the top DIGIT_BITS (or all) bits of every finite pixel's key."""
@@ -277,32 +253,13 @@ class _Scan:
         for part in bins:
             got = int(part.counts.sum()) if part.digit else sum(c.size for c in part.collected)
             if got != part.count:
-                raise TomotiffError(f"images {self.describe()} changed while the global window was computed "
+                raise TomotiffError(f"{self.what} changed while the global window was computed "
                                     f"(a bin held {part.count} pixels, then {got}); is the input still being written?")
 
     def _blocks(self) -> Iterator[np.ndarray]:
-        """Every pixel of the sampled images once, as raw views of at most BLOCK_ELEMENTS."""
-        self.passes += 1
-        bar = self._bar()
-        for arrays, finished in _sampled_images(self.source, self.sampled):
-            for pixels in arrays:
-                yield from _pieces(self.keys.raw(pixels))
-            if finished:
-                bar(finished)
-
-    def _bar(self) -> Callable[[int], object]:
-        if callable(self.progress):
-            return self.progress
-        if not self.progress:
-            return lambda count: None
-        if self.bar is not None:
-            self.bar.close()
-        self.bar = progress_bar(self.images, True, f"global window, pass {self.passes}")
-        return self.bar.update
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        """Every pixel once, as raw views of at most BLOCK_ELEMENTS."""
+        for pixels in self.passes():
+            yield from _pieces(self.keys.raw(pixels))
 
 
 def _split(prefix: int, depth: int, counts: np.ndarray, ranks: dict[int, int]) -> list[_Bin]:
@@ -316,40 +273,6 @@ def _split(prefix: int, depth: int, counts: np.ndarray, ranks: dict[int, int]) -
         part = bins.setdefault(value, _Bin((prefix << digit) | value, depth + digit, int(counts[value]), {}))
         part.ranks[rank] = inside - below
     return list(bins.values())
-
-
-def _sampled_images(source: Source, sampled: np.ndarray) -> Iterator[tuple[list[np.ndarray], int]]:
-    """The images ``sampled`` (ascending) as arrays of (image,) row, column, with the number of
-    images completed after each (the source may split a read into row bands).
-
-    Each of the source's blocks is read whole when all its images are wanted; otherwise in runs
-    of consecutive wanted images or of wanted images in one storage chunk along the image axis,
-    so unwanted images are not read where avoidable and no chunk is decoded twice. The arrays
-    are valid until the next item.
-    """
-    depth = _chunk_depth(source)
-    for first, last in source.blocks():
-        wanted = sampled[np.searchsorted(sampled, first):np.searchsorted(sampled, last)].tolist()
-        runs: list[list[int]] = []
-        for i in wanted:
-            if runs and (i == runs[-1][-1] + 1 or i // depth == runs[-1][0] // depth):
-                runs[-1].append(i)
-            else:
-                runs.append([i])
-        for run in runs:
-            start, stop = run[0], run[-1] + 1
-            for _rows, tile in source.read_tiles(start, stop):
-                yield ([tile] if len(run) == stop - start else [tile[i - start] for i in run]), 0
-            yield [], len(run)
-
-
-def _chunk_depth(source: Source) -> int:
-    """Images per storage chunk along the image axis (1 for TIFF files or unchunked data)."""
-    dataset, selection = getattr(source, "dataset", None), getattr(source, "selection", None)
-    chunks = getattr(dataset, "chunks", None)
-    if not chunks or selection is None:
-        return 1
-    return max(1, int(chunks[selection.axis]))
 
 
 def _pieces(array: np.ndarray) -> Iterator[np.ndarray]:

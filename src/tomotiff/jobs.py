@@ -1,0 +1,101 @@
+"""What each job of the workflow does, given its rule's parameters (a ``spec``: the scan's
+resolved settings that the job depends on) and its files. The Snakemake scripts call these
+and nothing else, so every job runs the library exactly as the commands do, and each can be
+tested without Snakemake.
+"""
+
+import json
+from collections.abc import Callable
+
+from tomotiff import __version__, pipeline, synthetic
+from tomotiff.batch import shard_destination, source_request
+from tomotiff.errors import TomotiffError
+from tomotiff.manifest import merge_shards, write_json, write_manifest
+from tomotiff.pattern import DEFAULT_PATTERN
+from tomotiff.plan import Destination, Layout, Product, Request, make_plan
+from tomotiff.sink import TiffFormat
+from tomotiff.stats import scan_stats
+from tomotiff.window import Window, WindowRequest, choose_window, middle_image
+
+Say = Callable[[str], object]
+
+
+def read_json(path: str) -> dict:
+    """A JSON file an earlier job of the workflow wrote (a window, a shard's manifest)."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise TomotiffError(f"cannot read {path}: {exc}; delete it and run again") from None
+
+
+def _request(spec: dict, products: tuple[Product, ...], destination: Destination, **choices) -> Request:
+    """The scan's request over the source range given by ``choices`` (default: the scan's)."""
+    begin, stop = choices.pop("begin", None), choices.pop("stop", None)
+    return Request(source_request(spec, begin, stop), products, destination,
+                   spec.get("output_pattern", DEFAULT_PATTERN), image_key_path=spec["image_key_path"], **choices)
+
+
+def demo(kind: str, name: str, output: str, say: Say) -> None:
+    """Write one of the workflow's demo scans (savu, gda or tiff), seeded by its name."""
+    say(synthetic.write_demo(kind, name, output))
+
+
+def window(spec: dict, output: str, say: Say) -> None:
+    """Choose one bit depth's window as the commands do (a global window reads the whole range
+    here, and only here), and record it for the depth's shards."""
+    depth = spec["depth"]
+    bits = int(depth[1:])
+    request = _request(spec, (Product(bits, WindowRequest(**spec["window"])),), Destination("."))
+    with request.source.open() as source:
+        plan = make_plan(request, source)
+        conversion = pipeline.conversion_of(source, plan, request.products[0], False, say, say)
+        begin, stop = source.begin, source.stop
+    say(f"scan {spec['id']} {depth}: images {begin}..{stop - 1}; {conversion.window.describe()}")
+    write_json(output, {"scan": spec["id"], "depth": depth, "requested": spec["window"],
+                        "window": conversion.window.as_dict(), "range": {"begin": begin, "stop": stop},
+                        "tomotiff_version": __version__})
+
+
+def stats(spec: dict, window_files: list[str], output: str, say: Say) -> None:
+    """The statistics of the scan's reference image (the middle projection by default), with the
+    window each bit depth chose."""
+    windows = {chosen["depth"]: Window(**chosen["window"]) for chosen in map(read_json, window_files)}
+    request = _request(spec, (Product(),), Destination("."))
+    with request.source.open() as source:
+        plan = make_plan(request, source)
+        reference = middle_image(plan.window_images) if spec["reference"] is None else spec["reference"]
+        found = scan_stats(source, reference, windows, plan.describe())
+    found = {"scan": spec["id"], "kind": spec["kind"], **found}
+    say(f"scan {spec['id']}: images {found['range']['begin']}..{found['range']['stop'] - 1}, reference {reference}: "
+        f"min {found['min']!r} max {found['max']!r} mean {found['mean']!r}")
+    write_json(output, found)
+
+
+def shard(spec: dict, window_files: list[str], threads: int, say: Say) -> None:
+    """Write the selected images among first..last (possibly none: the record then lists none)
+    into the scan's results, and the shard's partial manifest (its record)."""
+    depth, first, last = spec["depth"], spec["first"], spec["last"]
+    bits = {"u8": 8, "u16": 16, "f32": 32}[depth]
+    window_chosen = Window(**read_json(window_files[0])["window"]) if window_files else None
+    layout = spec["layout"]
+    destination = shard_destination(spec["id"], first, last)
+    request = _request(spec, (Product(bits, window_chosen),), destination, begin=first, stop=last + 1,
+                       keys=spec["keys"], split_keys=spec["split"],
+                       layout=Layout(TiffFormat(layout["compression"], layout["imagej"]), layout["stack"],
+                                     layout["bin"]),
+                       scan_range=tuple(spec["scan_range"]))
+    say(f"scan {spec['id']} {depth}: images {first}..{last} ({request.keys}), {threads} threads")
+    if window_chosen is not None:
+        say(window_chosen.describe())
+    pipeline.run(request, threads, say=say, warn=say)
+
+
+def merge(spec: dict, shard_records: list[str], output: str, say: Say) -> None:
+    """Join the shards' records into the manifest.json one command over the range would write."""
+    begin, stop = spec["range"]
+    what = f"scan {spec['id']} {spec['depth']}"
+    merged = merge_shards([read_json(path) for path in shard_records], begin, stop, spec["keys"] == "all", what)
+    images = merged.pop("images")
+    write_manifest(output, merged, images)
+    say(f"{what}: {len(images)} images ({spec['keys']}) of {begin}..{stop - 1} from {len(shard_records)} shards")

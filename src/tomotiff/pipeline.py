@@ -1,0 +1,104 @@
+"""One job from start to finish, the way every front end runs it (the commands and the workflow's
+jobs): open the source, make the plan, choose each window, then for each group of images read
+them once and write every product, and the manifests.
+
+source -> plan (selection) -> window -> engine (bin, convert per tile) -> sinks -> manifests
+"""
+
+import os
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import replace
+
+import numpy as np
+
+from tomotiff import engine, manifest
+from tomotiff.binning import binned_shape
+from tomotiff.conversion import Conversion, Quantise, keep_conversion
+from tomotiff.files import directory_lock, prepare_directory
+from tomotiff.pattern import format_name
+from tomotiff.plan import Group, Layout, Plan, Product, Request, make_plan
+from tomotiff.sink import Sink, StackSink, TiffSink
+from tomotiff.source import Source
+from tomotiff.window import Window, choose_window, saturation_warning
+
+Say = Callable[[str], object]
+
+
+def run(request: Request, workers: int = 1, progress: bool = False, say: Say = print, warn: Say = print) -> list[dict]:
+    """Carry out ``request``; return the manifests written (one per output directory)."""
+    with request.source.open() as source:
+        plan = make_plan(request, source)
+        conversions = [conversion_of(source, plan, product, progress, say, warn) for product in request.products]
+        return [written for group in plan.groups
+                for written in write_group(source, plan, group, conversions, workers, progress, say)]
+
+
+def conversion_of(source: Source, plan: Plan, product: Product, progress: bool, say: Say, warn: Say) -> Conversion:
+    """The product's per-pixel conversion; a window chosen here is announced and checked."""
+    if product.bits not in (8, 16):
+        return keep_conversion(source.dtype, fp=product.bits == 32)
+    if isinstance(product.window, Window):
+        return Quantise(product.bits, product.window)
+    window = choose_window(source, plan.window_images, product.window, progress)
+    say(window.describe())
+    checked = window.reference if window.reference is not None else int(plan.window_images[0])
+    message = saturation_warning(source.read_image(checked), window, checked)
+    if message:
+        warn(message)
+    return Quantise(product.bits, window)
+
+
+def write_group(source: Source, plan: Plan, group: Group, conversions: list[Conversion], workers: int,
+                progress: bool, say: Say) -> list[dict]:
+    """Read the group's images once, write each target's images and manifest; return the manifests."""
+    request, images = plan.request, group.images
+    count = len(images.indices)
+    with ExitStack() as held:
+        headers, outputs = [], []
+        for target, conversion in zip(group.targets, conversions):
+            records = os.path.dirname(os.path.abspath(target.manifest))
+            for directory in (target.directory, records):
+                prepare_directory(directory)
+            held.enter_context(directory_lock(records, os.path.basename(target.manifest)))
+            header = manifest.header(plan.describe(), source.begin, source.stop, count,
+                                     source.dtype, conversion.out_dtype(source.dtype), conversion.describe(),
+                                     request.layout.describe(), request.pattern)
+            sink = _sink(source, target.directory, request.pattern, images.indices, conversion, request.layout,
+                         manifest.image_metadata(header))
+            headers.append(header)
+            outputs.append(engine.Output(conversion, sink, request.layout.binning))
+            if count:
+                say(f"{plan.source_description['source']}: {_counted(count, 'image')}, {images.first}..{images.last} "
+                    f"-> {os.path.join(target.directory, request.pattern)}, {conversion.out_dtype(source.dtype)}, "
+                    f"{_counted(workers, 'worker')}")
+        try:
+            entries = engine.run(source, images, outputs, workers, progress)
+        except BaseException:
+            for output in outputs:
+                output.sink.abort()
+            raise
+        written = []
+        for target, header, image_entries in zip(group.targets, headers, entries):
+            manifest.write_manifest(target.manifest, header, image_entries)
+            written.append({**header, "images": image_entries})
+            say(f"wrote {_counted(count, 'image')} and {os.path.basename(target.manifest)} to {target.directory}")
+    return written
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _sink(source: Source, directory: str, pattern: str, indices: np.ndarray, conversion: Conversion, layout: Layout,
+          metadata: dict) -> Sink:
+    """One file per image, or (``--stack``) one file named as the first image would be."""
+    fmt = layout.format
+    if fmt.imagej and isinstance(conversion, Quantise):
+        fmt = replace(fmt, display_range=(0, 2**conversion.bits - 1))
+    if not layout.stack:
+        return TiffSink(directory, pattern, metadata, fmt)
+    name = format_name(pattern, int(indices[0]))
+    shape = binned_shape(source.image_shape, layout.binning)
+    stack_metadata = {**metadata, "indices": [int(i) for i in indices]}
+    return StackSink(directory, name, stack_metadata, fmt, len(indices), shape, conversion.out_dtype(source.dtype))

@@ -1,0 +1,60 @@
+"""The workflow's jobs (tomotiff.jobs) called in-process, as the Snakemake scripts call them:
+window, shards and merge give the manifest one command over the whole range writes."""
+
+import json
+
+import pytest
+
+from conftest import REPO
+from tomotiff import batch, jobs
+from tomotiff.cli import nxs2tiffux_main
+from tomotiff.errors import TomotiffError
+from tomotiff.synthetic import write_gda_raw
+
+SCHEMA = REPO / "config" / "schema.yaml"
+GDA = "/entry1/instrument/pco1_hw_hdf/data"
+SOURCE_KEYS = ("id", "kind", "input", "dataset", "axis", "input_pattern", "begin", "stop", "crop", "image_key_path")
+
+
+def spec_of(scan: dict, **more) -> dict:
+    """The params rules/common.smk gives a job (source_spec and the job's own keys)."""
+    return {**{key: scan[key] for key in SOURCE_KEYS}, **more}
+
+
+@pytest.mark.parametrize("keys", ["all", "flats"])
+def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeypatch, keys):
+    monkeypatch.chdir(tmp_path)
+    write_gda_raw("raw.nxs", projections=20, flats=4, darks=4, height=12, width=10)
+    config = {"scans": [{"id": 7, "input": "raw.nxs", "dataset": GDA, "keys": keys, "shard_size": 8,
+                         "window": {"percent": 1}, "output_pattern": "r_%03d.tif"}]}
+    scan = batch.load(config, str(SCHEMA))["7"]
+    planner = batch.Planner({"7": scan})
+    said = []
+    jobs.window(spec_of(scan, depth="u8", window=scan["windows"]["u8"]), "window.json", said.append)
+    records = []
+    for first, last in planner.shard_ranges("7"):
+        jobs.shard(spec_of(scan, first=first, last=last, depth="u8", keys=keys, split=False,
+                           scan_range=list(planner.scan_range("7")), layout=scan["layout"],
+                           output_pattern=scan["output_pattern"]), ["window.json"], 2, said.append)
+        records.append(batch.shard_destination("7", first, last).manifest("u8", None))
+    jobs.merge({"id": "7", "depth": "u8", "keys": keys, "range": planner.scan_range("7")}, records,
+               "results/7/u8/manifest.json", said.append)
+    assert nxs2tiffux_main(["-q", "-d", GDA, "-p", "1", "--keys", keys, "-o", "r_%03d.tif", "raw.nxs", "cli"]) == 0
+    ours = json.loads((tmp_path / "results/7/u8/manifest.json").read_text())
+    theirs = json.loads((tmp_path / "cli/manifest.json").read_text())
+    assert ours == theirs
+    assert any("window: lo=" in line for line in said)
+
+
+def test_merge_refuses_shards_that_do_not_tile_the_range(tmp_path):
+    shard = {"begin": 0, "stop": 4, "count": 4, "bits": 8, "images": [{"index": i, "file": f"{i}.tif"} for i in range(4)]}
+    (tmp_path / "a.json").write_text(json.dumps(shard))
+    with pytest.raises(TomotiffError, match=r"scan 7 u8: the shards do not cover images 0..5 exactly once"):
+        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [str(tmp_path / "a.json")],
+                   str(tmp_path / "m.json"), print)
+    other = {**shard, "begin": 4, "stop": 6, "bits": 16, "images": [{"index": 4, "file": "4.tif"}, {"index": 5, "file": "5.tif"}]}
+    (tmp_path / "b.json").write_text(json.dumps(other))
+    with pytest.raises(TomotiffError, match=r"images 4..5 differs from the others in bits"):
+        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]},
+                   [str(tmp_path / "a.json"), str(tmp_path / "b.json")], str(tmp_path / "m.json"), print)
+    assert not (tmp_path / "m.json").exists()
