@@ -1,39 +1,21 @@
 # Small deterministic scans in the layouts beamlines write, so the demo batch runs on a fresh
-# clone. Only paths under resources/demo/ match these rules; real inputs are never made here.
+# clone (tomotiff.synthetic.DEMO_SIZES). Only paths under resources/demo/ match these rules.
 
 
-rule demo_savu:
-    """A Savu-like reconstruction: float32 (height, index, width) at /entry/final_result_tomo/data."""
+rule demo_hdf5:
+    """A Savu-like reconstruction (savu: float32 (height, index, width)) or a GDA-like raw NXtomo
+    scan (gda: uint16 (index, height, width) with darks and flats marked by image_key)."""
     output:
-        "resources/demo/savu/{name}.nxs",
+        "resources/demo/{demo}/{name}.nxs",
+    wildcard_constraints:
+        demo="savu|gda",
     params:
-        kind="savu",
+        kind=lambda wildcards: wildcards.demo,
         tomotiff=VERSION,
     log:
-        "logs/demo/savu/{name}.log",
+        "logs/demo/{demo}/{name}.log",
     benchmark:
-        "logs/benchmarks/demo/savu/{name}.tsv"
-    conda:
-        ENV
-    threads: 1
-    resources:
-        mem_mb=512,
-        runtime=10,
-    script:
-        "../scripts/demo_data.py"
-
-
-rule demo_gda:
-    """A GDA-like raw NXtomo scan: uint16 (index, height, width) with darks and flats (image_key)."""
-    output:
-        "resources/demo/gda/{name}.nxs",
-    params:
-        kind="gda",
-        tomotiff=VERSION,
-    log:
-        "logs/demo/gda/{name}.log",
-    benchmark:
-        "logs/benchmarks/demo/gda/{name}.tsv"
+        "logs/benchmarks/demo/{demo}/{name}.tsv"
     conda:
         ENV
     threads: 1
