@@ -1,8 +1,21 @@
 """tomotiff: tomography volumes to TIFF images, with exact bit-depth reduction.
 
-The data flow is one way: source -> selection -> window -> quantise -> sink -> manifest.
-Each stage has its module (source, selection, window, quantisation, sink, manifest);
-:mod:`tomotiff.engine` streams them.
+A pixel flows one way; each stage has its module:
+
+- ``plan``: a Request (what was asked) becomes an immutable Plan (what will be done)
+- ``source``: where images come from (HDF5 dataset, TIFF directory), opened lazily, read-only
+- ``hdf5``, ``keys``: finding datasets and a raw scan's image_key in NeXus files
+- ``selection``: crop, N-D geometry, and the ImageSet each output holds
+- ``window``: the intensity window (explicit, reference image, global); ``global_percentiles``:
+  its exact streaming percentiles
+- ``engine``: blocks on worker threads, one read feeding every output; ``buffers``: reused arrays
+- ``binning``, ``conversion``, ``quantisation``: the per-tile stages (bin, keep/float32/quantise)
+- ``sink``: TIFF files and stacks; ``files``: atomic writes, checksums, locks
+- ``manifest``: manifest.json (what was written, how), verify, shard merging
+- ``pipeline``: one job from start to finish (the commands and the workflow's jobs run it)
+- ``cli``, ``entry``: the commands; ``batch``, ``jobs``: the workflow's config, planning and jobs
+- ``stats``: a reference image's statistics; ``synthetic``: demo and test data; ``pattern``,
+  ``errors``: file-name patterns and the one user-facing exception
 
 The names below are imported on first use, so that ``import tomotiff`` loads no numpy: the
 commands (:mod:`tomotiff.entry`) set their process-wide options before numpy loads, and the
