@@ -43,25 +43,93 @@ def find_dataset(file: h5py.File, path: str | None) -> tuple[str, h5py.Dataset]:
         obj = _resolve(file, path)
     if isinstance(obj, h5py.Dataset) and obj.id.get_create_plist().get_nfilters():
         import hdf5plugin  # noqa: F401  (registers the compression filters beamline files use)
+    if isinstance(obj, h5py.Dataset) and obj.is_virtual:
+        _check_virtual_sources(file, "/" + path.strip("/"), obj)
     return "/" + path.strip("/"), obj
 
 
+def _check_virtual_sources(file: h5py.File, path: str, dataset: h5py.Dataset) -> None:
+    """A virtual dataset (VDS) reads as its fill value wherever a source file or dataset is missing,
+    silently: refuse it, naming what is missing, as for a dangling external link."""
+    missing = sorted({f"{source.file_name}:{source.dset_name}" for source in dataset.virtual_sources()
+                      if not _virtual_source_exists(file.filename, source.file_name, source.dset_name)})
+    if missing:
+        sources = len({(s.file_name, s.dset_name) for s in dataset.virtual_sources()})
+        shown = ", ".join(missing[:_MAX_LISTED]) + (f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else "")
+        raise TomotiffError(
+            f"dataset {path} in {file.filename} is a virtual dataset whose sources are missing ({len(missing)} of "
+            f"{sources}: {shown}); HDF5 would read its fill value there, silently. Copy the source files beside "
+            f"{os.path.basename(file.filename)} (relative names are looked for there) or give a dataset that holds its data"
+        )
+
+
+def _virtual_source_exists(vds_file: str, name: str, dataset: str) -> bool:
+    """Whether a VDS source opens, looked for where HDF5 looks for it: "." is the VDS file itself; a
+    name is tried under $HDF5_VDS_PREFIX, in the VDS file's directory and in the working directory,
+    as given and by its base name (HDF5 strips an absolute name's directory when it is missing)."""
+    if name == ".":
+        candidates = [vds_file]
+    else:
+        beside = os.path.dirname(os.path.abspath(vds_file))
+        prefix = os.environ.get("HDF5_VDS_PREFIX")
+        candidates = [*([os.path.join(prefix, name)] if prefix else []), os.path.join(beside, name),
+                      os.path.join(beside, os.path.basename(name)), name, os.path.basename(name)]
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            try:
+                with h5py.File(candidate, "r") as source:
+                    return isinstance(source.get(dataset), h5py.Dataset)
+            except OSError:
+                continue
+    return False
+
+
+STACK_RANK = 3  # a stack of images: the image index and two image dimensions (more if singleton)
+STACKS = f"stacks of images (numeric datasets of rank >= {STACK_RANK})"  # the one wording, in every message
+
+
 def image_datasets(file: h5py.File) -> list[tuple[str, h5py.Dataset]]:
-    """Numeric datasets of rank >= 2 reachable from the root (links followed, dangling ones skipped)."""
-    return [(name, obj) for name, obj in walk(file) if isinstance(obj, h5py.Dataset) and _is_image(obj)]
+    """The stacks of images reachable from the root (links followed, dangling ones skipped)."""
+    return [(name, obj) for name, obj in walk(file) if isinstance(obj, h5py.Dataset) and _is_stack(obj)]
 
 
-def _is_image(dataset: h5py.Dataset) -> bool:
-    return dataset.ndim >= 2 and dataset.dtype.kind in "uifb"
+def _is_stack(dataset: h5py.Dataset) -> bool:
+    return dataset.ndim >= STACK_RANK and dataset.dtype.kind in "uifb"
 
 
 def _listing(file: h5py.File) -> str:
     found = image_datasets(file)
     if not found:
-        return "the file holds no image datasets (numeric, rank >= 2)"
+        return f"the file holds no {STACKS}{_dangling_listing(file)}"
     shown = ", ".join(f"/{name} {obj.shape} {obj.dtype}" for name, obj in found[:_MAX_LISTED])
     more = f" and {len(found) - _MAX_LISTED} more" if len(found) > _MAX_LISTED else ""
     return f"image datasets there: {shown}{more}; choose one with -d"
+
+
+def _dangling_listing(file: h5py.File) -> str:
+    """"; its links ... do not resolve: ..." for the links that point nowhere (where image data
+    usually is, when a file was copied without its detector or intermediate files), else ""."""
+    dangling = list(dangling_links(file))
+    if not dangling:
+        return ""
+    shown = ", ".join(f"/{name} -> {target}" for name, target in dangling[:_MAX_LISTED])
+    more = f" and {len(dangling) - _MAX_LISTED} more" if len(dangling) > _MAX_LISTED else ""
+    files = sorted({target.split(":", 1)[0] for _, target in dangling if ":" in target})
+    fix = f"; copy {', '.join(files)} beside {os.path.basename(file.filename)}" if files else ""
+    return f"; these links do not resolve: {shown}{more}{fix}"
+
+
+def dangling_links(file: h5py.File) -> Iterator[tuple[str, str]]:
+    """(path, target) of every soft or external link below the groups that open, whose target does
+    not (an external target is "file:path", a soft one its path)."""
+    for name, obj in [("", file), *walk(file)]:
+        if not isinstance(obj, h5py.Group):
+            continue
+        for member in sorted(obj):
+            link = obj.get(member, getlink=True)
+            if isinstance(link, h5py.ExternalLink | h5py.SoftLink) and obj.get(member) is None:
+                target = f"{link.filename}:{link.path}" if isinstance(link, h5py.ExternalLink) else link.path
+                yield f"{name}/{member}".lstrip("/"), target
 
 
 def walk(group: h5py.Group, prefix: str = "") -> Iterator[tuple[str, h5py.Dataset | h5py.Group]]:

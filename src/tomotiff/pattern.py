@@ -34,3 +34,16 @@ def check_pattern(pattern: str, option: str) -> str:
 def format_name(pattern: str, index: int) -> str:
     """The file name of image ``index``."""
     return pattern % index
+
+
+def pattern_index(pattern: str, name: str) -> int | None:
+    """The index that ``pattern`` formats into ``name``, or None when no index does."""
+    regex, end = "", 0
+    for field in _FIELD.finditer(pattern):
+        regex += re.escape(pattern[end:field.start()]) + ("%" if field.group(0) == "%%" else r"\s*([-+]?\d+)")
+        end = field.end()
+    match = re.fullmatch(regex + re.escape(pattern[end:]), name)
+    if match is None:
+        return None
+    index = int(match.group(1))
+    return index if format_name(pattern, index) == name else None

@@ -20,7 +20,7 @@ from tomotiff.pattern import format_name
 from tomotiff.plan import Group, Layout, Plan, Product, Request, make_plan
 from tomotiff.sink import Sink, StackSink, TiffSink
 from tomotiff.source import Source
-from tomotiff.window import Window, choose_window, saturation_warning
+from tomotiff.window import Window, choose_window, crowding_warning, saturation_warning
 
 Say = Callable[[str], object]
 
@@ -28,6 +28,8 @@ Say = Callable[[str], object]
 def run(request: Request, workers: int = 1, progress: bool = False, say: Say = print, warn: Say = print) -> list[dict]:
     """Carry out ``request``; return the manifests written (one per output directory)."""
     with request.source.open() as source:
+        for note in source.notes():
+            warn(note)
         plan = make_plan(request, source)
         conversions = [conversion_of(source, plan, product, progress, say, warn) for product in request.products]
         return [written for group in plan.groups
@@ -43,7 +45,8 @@ def conversion_of(source: Source, plan: Plan, product: Product, progress: bool, 
     window = choose_window(source, plan.window_images, product.window, progress)
     say(window.describe())
     checked = window.reference if window.reference is not None else int(plan.window_images[0])
-    message = saturation_warning(source.read_image(checked), window, checked)
+    image = source.read_image(checked)
+    message = saturation_warning(image, window, checked) or crowding_warning(image, window, product.bits, checked)
     if message:
         warn(message)
     return Quantise(product.bits, window)

@@ -89,7 +89,8 @@ def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None =
     rank = len(shape)
     if rank < 3:
         raise TomotiffError(
-            f"the dataset has rank {rank}, shape {tuple(shape)}; tomotiff needs a stack of images (rank >= 3)"
+            f"the dataset has rank {rank}, shape {tuple(shape)}; tomotiff reads stacks of images (numeric datasets "
+            "of rank >= 3)"
         )
     if not 0 <= axis < rank:
         raise TomotiffError(f"-i/--axis {axis} is out of range for shape {tuple(shape)}: give 0..{rank - 1}")

@@ -18,7 +18,7 @@ from tomotiff import hdf5
 from tomotiff.buffers import scratch
 from tomotiff.errors import TomotiffError
 from tomotiff.keys import RawScan, raw_scan
-from tomotiff.pattern import check_pattern, format_name
+from tomotiff.pattern import check_pattern, format_name, pattern_index
 from tomotiff.selection import Crop, Selection, select
 
 TILE_BYTES = 32 << 20  # one read; a few of these per worker bound the memory
@@ -54,6 +54,9 @@ class Source(Protocol):
     def image_keys(self, path: str | None, required: bool) -> RawScan | None:
         """The raw scan's image_key (at ``path``, or found by itself), None for data without keys;
         ``required``: their absence is an error."""
+
+    def notes(self) -> list[str]:
+        """Warnings about the source the user should read (e.g. files beyond a gap in the numbering)."""
 
     def describe(self) -> dict:
         """Where the images come from, for the metadata and manifest (JSON-able)."""
@@ -170,6 +173,9 @@ class Hdf5Source(_Closing):
     def image_keys(self, path: str | None, required: bool) -> RawScan | None:
         return raw_scan(self.file, self.length, path, required)
 
+    def notes(self) -> list[str]:
+        return []
+
     def describe(self) -> dict:
         crop = self.selection.crop
         return {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
@@ -251,6 +257,7 @@ class TiffDirSource(_Closing):
             raise TomotiffError(self._no_match(begin))
         self.begin = begin
         self.stop = self._find_stop(begin) if stop is None else self._check_stop(begin, stop)
+        self._beyond = self._numbered_beyond(self.stop) if stop is None else []
         self.chunk_depth = 1
         self.dtype, self.full_shape = self._open(begin)
         self.crop = crop.check(*self.full_shape)
@@ -271,6 +278,19 @@ class TiffDirSource(_Closing):
         while os.path.exists(self.path(stop)):
             stop += 1
         return stop
+
+    def _numbered_beyond(self, stop: int) -> list[int]:
+        """The indices of files named by the pattern past the gap at ``stop`` (one directory listing)."""
+        found = (pattern_index(self.pattern, name) for name in os.listdir(self.directory))
+        return sorted(index for index in found if index is not None and index > stop)
+
+    def notes(self) -> list[str]:
+        if not self._beyond:
+            return []
+        first, count = self._beyond[0], len(self._beyond)
+        return [f"warning: the numbering of {self.pattern} stops at {self.stop - 1} (no {format_name(self.pattern, self.stop)}), "
+                f"but {count} file{'s' if count > 1 else ''} lie beyond the gap, from {format_name(self.pattern, first)}; "
+                f"to include them, run again with -b {first} (and -s)"]
 
     def _check_stop(self, begin: int, stop: int) -> int:
         if stop <= begin:

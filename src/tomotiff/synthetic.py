@@ -153,9 +153,19 @@ def write_seed_examples(directory: str) -> None:
     write_tiff_dir(os.path.join(directory, "87637"), "recon_129200_%05d.tif", count=2159, height=16, width=24)
 
 
-if __name__ == "__main__":
-    import sys
+def main(argv: list[str] | None = None) -> None:
+    """``python -m tomotiff.synthetic [DIR]``: the README's example files."""
+    import argparse
 
-    target = sys.argv[1] if len(sys.argv) > 1 else "demo"
+    parser = argparse.ArgumentParser(prog="python -m tomotiff.synthetic",
+                                     description="Write the small example files the README's commands run on "
+                                                 "(the layouts of the beamline page).")
+    parser.add_argument("directory", nargs="?", default="demo", metavar="DIR",
+                        help="where to write them (default: %(default)s)")
+    target = parser.parse_args(argv).directory
     write_seed_examples(target)
     print(f"wrote the example files to {target}/")
+
+
+if __name__ == "__main__":
+    main()

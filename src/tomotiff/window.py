@@ -15,10 +15,11 @@ import numpy as np
 from tomotiff import engine
 from tomotiff.errors import TomotiffError
 from tomotiff.global_percentiles import exact_percentiles
-from tomotiff.quantisation import check_window
+from tomotiff.quantisation import check_window, quantise
 from tomotiff.source import Source
 
 SATURATION_WARNING_FRACTION = 0.99
+CROWDING_WARNING_FRACTION = 0.99  # of an image's finite pixels on two grey levels: its window is too wide
 METHODS = ("reference", "global")
 
 Progress = bool | Callable[[int], object]  # a bar on stderr, or a callable given the images just read
@@ -186,6 +187,25 @@ def saturation_warning(image: np.ndarray, window: Window, index: int) -> str | N
         f"warning: the window lo={window.lo!r} hi={window.hi!r} saturates {clipped:.1%} of image {index}, "
         f"whose values span {float(values.min())!r}..{float(values.max())!r}; {_advice(window)}"
     )
+
+
+def crowding_warning(image: np.ndarray, window: Window, bits: int, index: int) -> str | None:
+    """A warning when the window puts nearly all of ``image``'s finite pixels on one or two grey
+    levels (e.g. ``-p 0`` and one outlier pixel of 1e14 among values of order 1): every image
+    would look uniform."""
+    image = np.asarray(image)
+    finite = np.isfinite(image) if image.dtype.kind == "f" else np.ones(image.shape, bool)
+    count = int(np.count_nonzero(finite))
+    if count == 0:
+        return None
+    levels = np.bincount(quantise(image, window.lo, window.hi, bits)[finite].ravel(), minlength=2)
+    busiest = np.argsort(levels)[-2:][::-1]
+    share = float(levels[busiest].sum()) / count
+    if share < CROWDING_WARNING_FRACTION:
+        return None
+    return (f"warning: the window lo={window.lo!r} hi={window.hi!r} puts {share:.2%} of image {index}'s pixels on "
+            f"grey levels {' and '.join(str(int(level)) for level in sorted(busiest))} of 0..{2**bits - 1}: the "
+            f"images will look uniform (an outlier stretches the window?); {_advice(window)}")
 
 
 def _advice(window: Window) -> str:
