@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tomotiff.dtypes import float32_holds
 from tomotiff.errors import TomotiffError
 
 FACTORS = (1, 2, 4)
@@ -29,6 +30,5 @@ def bin_mean(tiles: np.ndarray, factor: int) -> np.ndarray:
     """
     n, rows, cols = tiles.shape
     rows, cols = rows // factor, cols // factor
-    exact = tiles.dtype.kind == "f" and tiles.dtype.itemsize <= 4 or tiles.dtype.kind in "uib" and tiles.dtype.itemsize <= 2
     blocks = tiles[:, : rows * factor, : cols * factor].reshape(n, rows, factor, cols, factor)
-    return blocks.mean(axis=(2, 4), dtype=np.float32 if exact else np.float64)
+    return blocks.mean(axis=(2, 4), dtype=np.float32 if float32_holds(tiles.dtype) else np.float64)
