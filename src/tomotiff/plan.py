@@ -8,7 +8,7 @@ like sources, never change; :mod:`tomotiff.pipeline` runs them.
 """
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -154,19 +154,17 @@ class Group:
 
 @dataclass(frozen=True, eq=False)
 class Plan:
+    """Everything about one job, decided once from the request and the opened source's metadata."""
+
     request: Request
     source_description: dict
     keys: RawScan | None  # a raw scan's image keys
     window_images: np.ndarray  # the candidates a window is chosen from (read-only)
-    groups: tuple[Group, ...] = field(default_factory=tuple)
+    groups: tuple[Group, ...]
 
     def describe(self) -> dict:
         """The source and, for a raw scan, its image_key dataset (for the metadata)."""
         return {**self.source_description, **({} if self.keys is None else {"image_key_path": self.keys.path})}
-
-    @property
-    def count(self) -> int:
-        return sum(len(group.images.indices) for group in self.groups)
 
 
 def make_plan(request: Request, source: Source) -> Plan:

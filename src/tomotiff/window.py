@@ -95,7 +95,7 @@ def choose_window(source: Source, candidates: np.ndarray, request: WindowRequest
     if request.lo is not None and request.hi is not None:
         return Window(float(request.lo), float(request.hi), "explicit")
     if request.method == "global":
-        lo, hi = global_percentiles(source, candidates[:: request.sample], request.percent, progress,
+        lo, hi = volume_percentiles(source, candidates[:: request.sample], request.percent, progress,
                                     _described(candidates, request.sample))
         window = Window(lo, hi, "global", None, request.percent, sample=request.sample)
     else:
@@ -115,7 +115,7 @@ def reference_window(image: np.ndarray, index: int, percent: float) -> Window:
     return Window(lo, hi, "reference", index, percent)
 
 
-def global_percentiles(source: Source, images: np.ndarray, percent: float, progress: Progress = False,
+def volume_percentiles(source: Source, images: np.ndarray, percent: float, progress: Progress = False,
                        what: str | None = None) -> tuple[float, float]:
     """The exact ``percent`` and ``100 - percent`` percentiles of every finite pixel of ``images``
     (equal to ``np.percentile`` over them as float64), read through the engine's stream."""
