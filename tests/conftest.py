@@ -106,25 +106,25 @@ def tiff_names(directory: Path) -> list[str]:
     return sorted(p.name for p in directory.iterdir() if p.suffix == ".tif")
 
 
-def expected_quantised(
-    x: np.ndarray, lo: float, hi: float, bits: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """The documented formula in float64, computed independently of tomotiff, and a mask of the
-    pixels within 1e-6 of full scale of a rounding boundary (those may land on either side)."""
-    top = 2**bits - 1
+def expected_quantised(x: np.ndarray, lo: float, hi: float, bits: int) -> np.ndarray:
+    """The documented formula, computed independently of tomotiff: x as float64, then
+    ((clip(x, lo, hi) - lo) / (hi - lo)) * (2**bits - 1), one float64 rounding per operation in
+    that order, rounded half to even; NaN -> 0 (clip takes +-Inf to hi and lo)."""
+    lo, hi, top = float(lo), float(hi), float(2**bits - 1)
     x = np.asarray(x, np.float64)
     with np.errstate(invalid="ignore"):
-        v = (np.clip(x, lo, hi) - lo) / (hi - lo) * top
-    v = np.where(np.isnan(x), 0.0, v)
-    q = np.round(v)  # numpy rounds half to even
-    near_boundary = np.abs(v - np.floor(v) - 0.5) <= 1e-6 * top
-    return q.astype(np.int64), near_boundary
+        v = ((np.clip(x, lo, hi) - lo) / (hi - lo)) * top
+    return np.rint(np.where(np.isnan(x), 0.0, v)).astype(np.int64)
 
 
 def assert_quantised(actual: np.ndarray, x: np.ndarray, lo: float, hi: float, bits: int) -> None:
-    expected, near = expected_quantised(x, lo, hi, bits)
-    diff = np.abs(actual.astype(np.int64) - expected)
-    assert np.all(diff[~near] == 0), (
-        f"{np.count_nonzero(diff[~near])} pixels differ from the formula"
-    )
-    assert np.all(diff[near] <= 1)
+    """Every pixel equals the formula exactly."""
+    expected = expected_quantised(x, lo, hi, bits)
+    assert np.shape(actual) == expected.shape, f"shape {np.shape(actual)}, not the input's {expected.shape}"
+    wrong = np.flatnonzero(np.asarray(actual, np.int64) != expected)
+    if wrong.size:
+        first = wrong[0]
+        raise AssertionError(
+            f"{wrong.size} pixels differ from the formula (lo={lo!r}, hi={hi!r}, bits={bits}); the first: "
+            f"x = {np.asarray(x).flat[first]!r}, got {np.asarray(actual).flat[first]}, formula {expected.flat[first]}"
+        )

@@ -8,12 +8,12 @@ built, and with numpy only.
 
 import numpy as np
 import pytest
-from conftest import assert_quantised, expected_quantised
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tomotiff.quantisation as quantisation
+from conftest import assert_quantised, expected_quantised
 from tomotiff import TomotiffError, dequantise, quantise
 from tomotiff.quantisation import float32_error_bound, working_dtype
 
@@ -54,8 +54,9 @@ def test_the_issue_examples_follow_the_formula_not_a_neighbour(path):
     assert quantise(np.array([100.0]), 0, 200, 16).tolist() == [32768]
 
 
-INTEGER_WINDOWS = [(0, 30000), (0, 200), (100, 60000), (40, 60430), (0, 65535), (0, 510), (0, 255), (1e6, 1e6 + 3),
-                   (-300, -100), (-3, 40000), (-32768, 32767), (-1, 1), (1000.5, 1300.25), (0, 4096), (7, 8)]
+INTEGER_WINDOWS = [(0, 30000), (0, 200), (100, 60000), (40, 60430), (0, 65535), (0, 510), (-510, 0), (0, 131070),
+                   (0, 255), (1e6, 1e6 + 3), (-300, -100), (-3, 40000), (-32768, 32767), (-1, 1), (1000.5, 1300.25),
+                   (0, 4096), (7, 8)]
 SMALL_INTEGERS = ["uint8", "int8", "uint16", "int16", ">u2", ">i2"]
 
 
@@ -73,8 +74,8 @@ def test_the_integer_windows_hold_many_exact_ties(bits):
     """The windows above are there for their ties: values the float64 formula puts exactly on k + 1/2."""
     values = np.arange(-32768, 65536)
     ties = {(lo, hi): np.count_nonzero(formula_value(values, lo, hi, bits) % 1 == 0.5) for lo, hi in INTEGER_WINDOWS}
-    assert ties[(0, 200)] == (100 if bits == 16 else 0) and ties[(0, 510)] == (255 if bits == 8 else 0)
-    assert sum(ties.values()) > 300
+    assert ties[(0, 30000)] == 15 and ties[(0, 200)] == 5 and ties[(0, 510)] == ties[(-510, 0)] == 255
+    assert ties[(0, 131070)] == (32768 if bits == 16 else 128)
 
 
 def test_bool_images_are_0_and_1(path):
@@ -93,13 +94,14 @@ def near_ties(lo: float, hi: float, bits: int, dtype: str, levels: int = 300, ul
     for ``levels`` values of k spread over the range: the ties and the pixels either side."""
     top = 2**bits - 1
     k = np.unique(np.linspace(0, top - 1, levels).round())
-    x = (lo + (k + 0.5) * ((hi - lo) / top)).astype(dtype)
-    steps = [x]
-    for direction in (np.inf, -np.inf):
-        y = x
-        for _ in range(ulps):
-            y = np.nextafter(y, np.array(direction, dtype))
-            steps.append(y)
+    with np.errstate(over="ignore"):  # windows beyond float16's range: infinities, which callers drop
+        x = (lo + (k + 0.5) * ((hi - lo) / top)).astype(dtype)
+        steps = [x]
+        for direction in (np.inf, -np.inf):
+            y = x
+            for _ in range(ulps):
+                y = np.nextafter(y, np.array(direction, dtype))
+                steps.append(y)
     return np.concatenate(steps)
 
 
@@ -128,7 +130,8 @@ def test_random_float_images_near_ties(bits, path):
     for lo, hi in FLOAT_WINDOWS[:11]:
         x = np.concatenate([near_ties(lo, hi, bits, "float32"), rng.uniform(lo - (hi - lo), hi + (hi - lo), 20000)])
         for dtype in ("float32", "float64"):
-            image = rng.permutation(x).astype(dtype).reshape(-1, 50)
+            image = rng.permutation(x).astype(dtype)
+            image = image[: image.size // 50 * 50].reshape(-1, 50)
             assert_quantised(quantise(image, lo, hi, bits), image, lo, hi, bits)
 
 
@@ -214,8 +217,10 @@ def test_working_precision_follows_input_window_and_depth():
 @pytest.mark.parametrize("bits", [8, 16])
 def test_the_float32_error_bound_holds(bits):
     """|float32 value - float64 value| <= float32_error_bound on ties, random values, the window's
-    ends and beyond, for windows the float32 path takes (the bound is derived in its docstring)."""
+    ends and beyond, for windows the float32 path takes (the bound is derived in its docstring),
+    and it is not loose by more than a factor of 2 everywhere."""
     rng = np.random.default_rng(11)
+    ratios = []
     for lo, hi in [(0.0, 1.0), (-0.0005, 0.0015), (-8.0, 1.0), (8.0, 9.0), (1000.5, 1300.25), (1e-30, 3e-30),
                    (0.0, 1e30), (-3.0, 40000.0), (0.1, 0.30000001)]:
         assert working_dtype(np.dtype(np.float32), lo, hi, 8) == np.float32
@@ -225,8 +230,8 @@ def test_the_float32_error_bound_holds(bits):
         t = (x - np.float32(lo)) * np.float32((2**bits - 1) / (hi - lo))
         t = np.fmin(np.fmax(t, np.float32(0)), top)
         error = np.abs(t.astype(np.float64) - formula_value(x, lo, hi, bits))
-        assert error.max() <= float32_error_bound(lo, hi, bits)
-        assert error.max() >= 0.2 * float32_error_bound(lo, hi, bits)  # and is not loose by orders of magnitude
+        ratios.append(error.max() / float32_error_bound(lo, hi, bits))
+    assert max(ratios) <= 1 and max(ratios) >= 0.5, ratios
 
 
 def test_narrow_window_far_from_zero_is_still_exact(path):

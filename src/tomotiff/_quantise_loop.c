@@ -1,38 +1,58 @@
-/* The quantisation formula of tomotiff.quantisation in one pass, for the common types.
+/* The quantisation formula of tomotiff.quantisation, compiled, for float32 and uint16 images.
  *
- * numpy needs six passes over each block (subtract, multiply, fmax, fmin, rint, cast);
- * this loop reads each pixel once and writes its grey level, with the GIL released, so
- * two worker threads run it at once. It computes exactly what the numpy passes compute,
- * operation for operation in float32 (tests/test_quantise_loop.py compares them bit for
- * bit), so which of the two ran never shows in a file:
+ * Every pixel comes out equal to the formula evaluated in float64, as the numpy code of
+ * quantisation.py computes it (tests/test_quantise_loop.py compares them bit for bit), so
+ * which of the two ran never shows in a file. Each kernel reads a pixel once and writes its
+ * grey level, with the GIL released, so two worker threads run at once.
  *
- *   t = (float32(x) - lo) * scale      two float32 roundings, no fused multiply-add
- *   t = t > 0 ? t : 0                  NaN and -Inf -> 0 (numpy: fmax)
- *   t = t < top ? t : top              +Inf -> top (numpy: fmin)
- *   q = (t + 2**23) - 2**23            round half to even (numpy: rint), exact for 0 <= t < 2**23
+ * exact(): the formula itself, in double, one rounding per operation (no fused multiply-add):
+ *
+ *   c = x > lo ? x : lo;  c = c < hi ? c : hi   clip; NaN and -Inf -> lo, +Inf -> hi
+ *   v = ((c - lo) / (hi - lo)) * top            top = 2**bits - 1, from the target's type
+ *   q = (v + 2**52) - 2**52                     round half to even, exact for 0 <= v < 2**52
+ *
+ * float32(): about twice as fast (eight float lanes to a vector, no division):
+ *
+ *   t = (float32(x) - offset) * scale           two float32 roundings
+ *   t = t > 0 ? t : 0;  t = t < top ? t : top   NaN and -Inf -> 0, +Inf -> top
+ *   q = (t + 2**23) - 2**23                     round half to even, exact for 0 <= t < 2**23
+ *
+ * t misses v by at most a bound quantisation.py derives (float32_error_bound), so q can
+ * differ from rint(v) only where |t - q| >= 1/2 - that bound. With a limit below it, float32()
+ * computes the chunk of such a pixel again with exact(). Without one it checks nothing: quantisation.py
+ * calls it so only for uint16 images under a window where it has compared float32's result
+ * with the formula's for all 65536 values.
+ *
+ * lookup() applies quantisation.py's table of the formula to 8- and 16-bit integers.
  *
  * Built with -ffp-contract=off (setup.py) and never with -ffast-math, which would fold the
- * rounding step away. Inputs: float32 or uint16, C-contiguous, native byte order; outputs:
+ * rounding steps away. Inputs: float32 or uint16, C-contiguous, native byte order; outputs:
  * uint8 or uint16.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-/* float arithmetic must round to float after each operation, as numpy's does (not so on x87);
- * without that the build fails, and the optional extension is left out: numpy does the work. */
+/* float and double arithmetic must round to its own type after each operation, as numpy's
+ * does (not so on x87); without that the build fails, and the optional extension is left out:
+ * numpy does the work. */
 #if FLT_EVAL_METHOD != 0
 #error "float expressions are evaluated in a wider type here"
 #endif
 #ifdef __FAST_MATH__
-#error "built with -ffast-math: the rounding step would be folded away"
+#error "built with -ffast-math: the rounding steps would be folded away"
 #endif
 
-/* AVX2 when the CPU has it (chosen once at load time), else the compiler's baseline. */
+/* AVX-512 (x86-64-v4) or AVX2 when the CPU has it (chosen once at load time), else the
+ * compiler's baseline. x86-64-v4's 32 vector registers keep the tie check's loop out of memory
+ * (with AVX2's 16 it spills, and costs 10-15 %); gcc knows that name from version 11. */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
-#if __has_attribute(target_clones)
+#if __has_attribute(target_clones) && !defined(__clang__) && __GNUC__ >= 11
+#define SIMD_CLONES __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+#elif __has_attribute(target_clones)
 #define SIMD_CLONES __attribute__((target_clones("avx2", "default")))
 #endif
 #endif
@@ -40,47 +60,121 @@
 #define SIMD_CLONES
 #endif
 
-#define ROUNDING_SHIFT 8388608.0f /* 2**23: adding it leaves no fraction bits */
+#define SHIFT_FLOAT 8388608.0f         /* 2**23: adding it leaves a float no fraction bits */
+#define SHIFT_DOUBLE 4503599627370496.0 /* 2**52: the same for a double */
+#define CHUNK 256                       /* pixels checked for ties together: 2 % of chunks redone */
 
-#define DEFINE_LOOP(NAME, IN_T, OUT_T)                                                          \
-    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, float lo,     \
-                                 float scale, float top) {                                   \
-        const IN_T *x = source;                                                              \
-        OUT_T *q = target;                                                                   \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                 \
-            float t = ((float)x[i] - lo) * scale;                                            \
-            t = t > 0.0f ? t : 0.0f;                                                         \
-            t = t < top ? t : top;                                                           \
-            t = (t + ROUNDING_SHIFT) - ROUNDING_SHIFT;                                       \
-            q[i] = (OUT_T)(int32_t)t;                                                        \
-        }                                                                                    \
+/* The kernels read every constant from here. Known inside a kernel (hi - lo computed there,
+ * top a literal), gcc 12 turns the clamps into branches and the loops are not vectorised. */
+typedef struct {
+    double lo, hi, width, top;  /* the window, hi - lo, 2**bits - 1 */
+    float offset, scale, limit; /* float32(): float32(lo), float32(top / (hi - lo)), the tie margin */
+} Window;
+
+/* The formula in double, rounded half to even (still a double). */
+static inline double formula(double x, double lo, double hi, double width, double top) {
+    double c = x > lo ? x : lo;
+    c = c < hi ? c : hi;
+    const double v = ((c - lo) / width) * top;
+    return (v + SHIFT_DOUBLE) - SHIFT_DOUBLE;
+}
+
+/* The float32 steps before rounding: t, clamped to [0, top]. */
+static inline float scaled(float x, float offset, float scale, float top) {
+    float t = (x - offset) * scale;
+    t = t > 0.0f ? t : 0.0f;
+    return t < top ? t : top;
+}
+
+#define DEFINE_EXACT(NAME, IN_T, OUT_T)                                                             \
+    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const Window *w) { \
+        const IN_T *x = source;                                                                     \
+        OUT_T *q = target;                                                                          \
+        const double lo = w->lo, hi = w->hi, width = w->width, top = w->top;                        \
+        for (Py_ssize_t i = 0; i < n; i++)                                                          \
+            q[i] = (OUT_T)(int32_t)formula((double)x[i], lo, hi, width, top);                       \
     }
 
-DEFINE_LOOP(float32_to_uint8, float, uint8_t)
-DEFINE_LOOP(float32_to_uint16, float, uint16_t)
-DEFINE_LOOP(uint16_to_uint8, uint16_t, uint8_t)
-DEFINE_LOOP(uint16_to_uint16, uint16_t, uint16_t)
+/* float32 without the tie check: only where every input value has been checked (uint16). */
+#define DEFINE_UNCHECKED(NAME, IN_T, OUT_T)                                                         \
+    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const Window *w) { \
+        const IN_T *x = source;                                                                     \
+        OUT_T *q = target;                                                                          \
+        const float offset = w->offset, scale = w->scale, top = (float)w->top;                      \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                        \
+            const float t = scaled((float)x[i], offset, scale, top);                                \
+            q[i] = (OUT_T)(int32_t)((t + SHIFT_FLOAT) - SHIFT_FLOAT);                               \
+        }                                                                                           \
+    }
 
-typedef void (*loop_fn)(const void *, void *, Py_ssize_t, float, float, float);
+/* float32 with the tie check, for 8-bit output (at 16 bits the margin would catch 2-3 % of
+ * pixels): a chunk in which some |t - q| reaches the limit is computed again by the exact
+ * loop, which is vectorised too. The largest |t - q| of a chunk is kept as its bits (for
+ * floats >= 0 they order as the values do): an integer maximum costs the loop least. */
+#define DEFINE_CHECKED(NAME, IN_T)                                                                  \
+    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const Window *w) { \
+        const float offset = w->offset, scale = w->scale, top = (float)w->top;                      \
+        uint32_t limit;                                                                             \
+        memcpy(&limit, &w->limit, sizeof limit);                                                    \
+        for (Py_ssize_t start = 0; start < n; start += CHUNK) {                                     \
+            const IN_T *x = (const IN_T *)source + start;                                           \
+            uint8_t *q = (uint8_t *)target + start;                                                 \
+            const Py_ssize_t length = n - start < CHUNK ? n - start : CHUNK;                        \
+            uint32_t farthest = 0;                                                                  \
+            for (Py_ssize_t i = 0; i < length; i++) {                                               \
+                const float t = scaled((float)x[i], offset, scale, top);                            \
+                const float r = (t + SHIFT_FLOAT) - SHIFT_FLOAT, distance = t - r;                  \
+                uint32_t bits;                                                                      \
+                memcpy(&bits, &distance, sizeof bits);                                              \
+                bits &= 0x7fffffffu; /* |t - r| */                                                  \
+                farthest = farthest > bits ? farthest : bits;                                       \
+                q[i] = (uint8_t)(int32_t)r;                                                         \
+            }                                                                                       \
+            if (farthest >= limit) {                                                                \
+                const double lo = w->lo, hi = w->hi, width = w->width, dtop = w->top;               \
+                for (Py_ssize_t i = 0; i < length; i++)                                             \
+                    q[i] = (uint8_t)(int32_t)formula((double)x[i], lo, hi, width, dtop);            \
+            }                                                                                       \
+        }                                                                                           \
+    }
 
-/* The loop for a pair of buffer format codes, or NULL ("f" float32, "H" uint16, "B" uint8;
+DEFINE_EXACT(float32_to_uint8, float, uint8_t)
+DEFINE_EXACT(float32_to_uint16, float, uint16_t)
+DEFINE_EXACT(uint16_to_uint8, uint16_t, uint8_t)
+DEFINE_EXACT(uint16_to_uint16, uint16_t, uint16_t)
+DEFINE_CHECKED(float32_to_uint8_checked, float)
+DEFINE_CHECKED(uint16_to_uint8_checked, uint16_t)
+DEFINE_UNCHECKED(uint16_to_uint8_unchecked, uint16_t, uint8_t)
+DEFINE_UNCHECKED(uint16_to_uint16_unchecked, uint16_t, uint16_t)
+
+typedef void (*kernel)(const void *, void *, Py_ssize_t, const Window *);
+typedef struct {
+    kernel exact, checked, unchecked; /* NULL: none for this pair of types */
+    double top;                       /* the output type's largest value */
+} Kernels;
+
+/* The kernels for a pair of buffer format codes, or NULL ("f" float32, "H" uint16, "B" uint8;
  * an exporter may leave the format NULL, which means "B"). */
-static loop_fn choose_loop(const char *in, const char *out) {
+static const Kernels *choose_kernels(const char *in, const char *out) {
+    static const Kernels f_b = {float32_to_uint8, float32_to_uint8_checked, NULL, 255.0},
+                         f_h = {float32_to_uint16, NULL, NULL, 65535.0},
+                         h_b = {uint16_to_uint8, uint16_to_uint8_checked, uint16_to_uint8_unchecked, 255.0},
+                         h_h = {uint16_to_uint16, NULL, uint16_to_uint16_unchecked, 65535.0};
     in = in ? in : "B";
     out = out ? out : "B";
     int in_float = strcmp(in, "f") == 0, in_uint16 = strcmp(in, "H") == 0;
     int out_uint8 = strcmp(out, "B") == 0, out_uint16 = strcmp(out, "H") == 0;
-    if (in_float && out_uint8) return float32_to_uint8;
-    if (in_float && out_uint16) return float32_to_uint16;
-    if (in_uint16 && out_uint8) return uint16_to_uint8;
-    if (in_uint16 && out_uint16) return uint16_to_uint16;
+    if (in_float && out_uint8) return &f_b;
+    if (in_float && out_uint16) return &f_h;
+    if (in_uint16 && out_uint8) return &h_b;
+    if (in_uint16 && out_uint16) return &h_h;
     return NULL;
 }
 
-static PyObject *run(PyObject *module, PyObject *args) {
-    PyObject *source, *target;
-    float lo, scale, top;
-    if (!PyArg_ParseTuple(args, "OOfff:run", &source, &target, &lo, &scale, &top)) return NULL;
+enum mode { EXACT, CHECKED, UNCHECKED };
+
+/* Check the buffers, then run the kernel of that mode. */
+static PyObject *run_kernel(PyObject *source, PyObject *target, Window *window, enum mode mode) {
     Py_buffer in, out;
     if (PyObject_GetBuffer(source, &in, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
     if (PyObject_GetBuffer(target, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
@@ -88,16 +182,25 @@ static PyObject *run(PyObject *module, PyObject *args) {
         return NULL;
     }
     PyObject *result = NULL;
-    loop_fn loop = choose_loop(in.format, out.format); /* only for formats whose itemsize is not 0 */
-    if (loop == NULL) {
+    const Kernels *kernels = choose_kernels(in.format, out.format); /* only formats whose itemsize is not 0 */
+    kernel run = kernels == NULL ? NULL
+                 : mode == EXACT ? kernels->exact
+                 : mode == CHECKED ? kernels->checked
+                                   : kernels->unchecked;
+    if (kernels == NULL) {
         PyErr_Format(PyExc_TypeError, "no loop from format %s to %s (float32 or uint16 to uint8 or uint16)",
                      in.format ? in.format : "B", out.format ? out.format : "B");
+    } else if (run == NULL) {
+        PyErr_SetString(PyExc_TypeError, mode == CHECKED ? "float32() with a limit writes uint8 only"
+                                                         : "float32() without a limit reads uint16 only");
     } else if (out.len / out.itemsize != in.len / in.itemsize) {
         PyErr_SetString(PyExc_ValueError, "source and target differ in size");
     } else {
         Py_ssize_t n = in.len / in.itemsize;
+        window->width = window->hi - window->lo;
+        window->top = kernels->top;
         Py_BEGIN_ALLOW_THREADS
-        loop(in.buf, out.buf, n, lo, scale, top);
+        run(in.buf, out.buf, n, window);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
@@ -106,14 +209,100 @@ static PyObject *run(PyObject *module, PyObject *args) {
     return result;
 }
 
+static PyObject *exact(PyObject *module, PyObject *args) {
+    PyObject *source, *target;
+    Window window = {0};
+    if (!PyArg_ParseTuple(args, "OOdd:exact", &source, &target, &window.lo, &window.hi)) return NULL;
+    return run_kernel(source, target, &window, EXACT);
+}
+
+static PyObject *float32(PyObject *module, PyObject *args) {
+    PyObject *source, *target;
+    Window window = {0};
+    window.limit = -1.0f; /* none given (or a negative one): no tie check */
+    if (!PyArg_ParseTuple(args, "OOddff|f:float32", &source, &target, &window.lo, &window.hi, &window.offset,
+                          &window.scale, &window.limit))
+        return NULL;
+    return run_kernel(source, target, &window, window.limit < 0.0f ? UNCHECKED : CHECKED);
+}
+
+/* lookup(): q = table[x] for 8- and 16-bit integers (quantisation.py makes the table with
+ * the formula for every value, and passes the pixels' bytes as unsigned numbers), twice as
+ * fast as numpy's take, which first widens every index to 64 bits. */
+#define DEFINE_LOOKUP(NAME, IN_T, OUT_T)                                                    \
+    static void NAME(const void *source, void *target, Py_ssize_t n, const void *table) {  \
+        const IN_T *x = source;                                                             \
+        OUT_T *q = target;                                                                  \
+        const OUT_T *levels = table;                                                        \
+        for (Py_ssize_t i = 0; i < n; i++) q[i] = levels[x[i]];                             \
+    }
+
+DEFINE_LOOKUP(lookup_uint8_to_uint8, uint8_t, uint8_t)
+DEFINE_LOOKUP(lookup_uint8_to_uint16, uint8_t, uint16_t)
+DEFINE_LOOKUP(lookup_uint16_to_uint8, uint16_t, uint8_t)
+DEFINE_LOOKUP(lookup_uint16_to_uint16, uint16_t, uint16_t)
+
+static PyObject *lookup(PyObject *module, PyObject *args) {
+    PyObject *source, *target, *table;
+    if (!PyArg_ParseTuple(args, "OOO:lookup", &source, &target, &table)) return NULL;
+    Py_buffer in, out, levels;
+    if (PyObject_GetBuffer(source, &in, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(target, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&in);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(table, &levels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&in);
+        PyBuffer_Release(&out);
+        return NULL;
+    }
+    const char *in_format = in.format ? in.format : "B", *out_format = out.format ? out.format : "B";
+    const char *table_format = levels.format ? levels.format : "B";
+    int in_uint8 = strcmp(in_format, "B") == 0, in_uint16 = strcmp(in_format, "H") == 0;
+    int out_uint8 = strcmp(out_format, "B") == 0, out_uint16 = strcmp(out_format, "H") == 0;
+    void (*run)(const void *, void *, Py_ssize_t, const void *) =
+        in_uint8 && out_uint8    ? lookup_uint8_to_uint8
+        : in_uint8 && out_uint16 ? lookup_uint8_to_uint16
+        : in_uint16 && out_uint8 ? lookup_uint16_to_uint8
+        : in_uint16 && out_uint16 ? lookup_uint16_to_uint16
+                                  : NULL;
+    PyObject *result = NULL;
+    if (run == NULL) {
+        PyErr_Format(PyExc_TypeError, "no lookup from format %s to %s (uint8 or uint16 to uint8 or uint16)", in_format,
+                     out_format);
+    } else if (strcmp(table_format, out_format) != 0 || levels.len != (Py_ssize_t)out.itemsize << (8 * in.itemsize)) {
+        PyErr_SetString(PyExc_ValueError, "the table must hold one target item for every source value");
+    } else if (out.len / out.itemsize != in.len / in.itemsize) {
+        PyErr_SetString(PyExc_ValueError, "source and target differ in size");
+    } else {
+        Py_ssize_t n = in.len / in.itemsize;
+        Py_BEGIN_ALLOW_THREADS
+        run(in.buf, out.buf, n, levels.buf);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&in);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&levels);
+    return result;
+}
+
 static PyMethodDef methods[] = {
-    {"run", run, METH_VARARGS,
-     "run(source, target, lo, scale, top): target = quantised source (see the module comment); "
+    {"exact", exact, METH_VARARGS,
+     "exact(source, target, lo, hi): target = the formula on source, in double (see the module comment); "
      "both C-contiguous, float32 or uint16 in, uint8 or uint16 out."},
+    {"float32", float32, METH_VARARGS,
+     "float32(source, target, lo, hi, offset, scale[, limit]): the same, in float32. With limit (uint8 out), "
+     "every pixel whose |t - rint(t)| >= limit is computed again by exact(); without (uint16 in), none is: "
+     "for windows where the caller has checked every input value."},
+    {"lookup", lookup, METH_VARARGS,
+     "lookup(source, target, table): target = table[source]; uint8 or uint16 in, uint8 or uint16 out, "
+     "the table of the target's type with an entry for every source value."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_quantise_loop",
-                                    "The quantisation formula in one compiled pass.", -1, methods};
+                                    "The quantisation formula, compiled: exactly the float64 values.", -1,
+                                    methods};
 
 PyMODINIT_FUNC PyInit__quantise_loop(void) { return PyModule_Create(&module); }

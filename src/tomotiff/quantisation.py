@@ -4,14 +4,24 @@ Modelled on ``skimage.exposure.rescale_intensity``: one small function with an e
 input window (lo, hi) and output range (0, 2**bits - 1).
 
 Dtype rules: any real numeric input (bool, uint/int of any width, float16/32/64) is
-accepted; the output is ``uint8`` for ``bits=8`` and ``uint16`` for ``bits=16``. The work is
-done in float32 when that reproduces the float64 formula to within 1e-6 of the output's
-full scale (the input converts to float32 exactly and the window is not far from zero
-relative to its width), and in float64 otherwise.
+accepted; the output is ``uint8`` for ``bits=8`` and ``uint16`` for ``bits=16``. Every
+output pixel is exactly ``FORMULA`` evaluated in float64, which numpy writes
+``np.rint(((np.clip(x, lo, hi) - lo) / (hi - lo)) * top)`` for ``x`` as float64 (NaN -> 0),
+whatever the input type and whichever of these ways computes it:
 
-The float32 work on float32 or uint16 images (reconstructions and raw counts) runs in one
-compiled pass (``_quantise_loop.c``, built at install when a C compiler is there), which
-computes bit for bit what the numpy passes compute; everything else runs in numpy.
+- float32 and uint16 images (native byte order, rows contiguous) when the compiled loop is
+  built (``_quantise_loop.c``, at install when a C compiler is there): that loop, in float64,
+  or in float32 where that is faster (``working_dtype``) with every stretch of pixels that
+  holds one near a tie computed again in float64. For uint16 it first compares float32 with
+  the formula on all 65536 values under the window; where they agree it checks no pixel.
+- other 8- and 16-bit integers and bool: a table of the formula for every possible value
+  (2**16 entries at most), computed in float64 once per (dtype, window, bits) and cached,
+  applied by the compiled loop (rows contiguous) or ``np.take``.
+- everything else: numpy passes over blocks of rows, in float64, or in float32 for 8-bit
+  output of float16/float32 with every pixel near a tie computed again in float64.
+
+A pixel is near a tie (k + 1/2) when its float32 value lies within ``float32_error_bound``
+of one: further away, float32 rounds it as float64 does.
 """
 
 import functools
@@ -19,6 +29,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from tomotiff.dtypes import float32_holds
 from tomotiff.errors import TomotiffError
 
 try:
@@ -26,18 +37,21 @@ try:
 except ImportError:  # not built at install (no C compiler): numpy computes the same values
     _quantise_loop = None
 
-FORMULA_NAME = "linear-round-half-even-v1"
+FORMULA_NAME = "linear-round-half-even-v2"
 FORMULA = (
-    "q = round_half_to_even((clip(x, lo, hi) - lo) / (hi - lo) * (2**bits - 1)); "
+    "q = round_half_to_even(((clip(x, lo, hi) - lo) / (hi - lo)) * (2**bits - 1)), "
+    "each operation in float64 rounded to nearest, on x converted to float64; "
     "NaN -> 0, +Inf -> 2**bits - 1, -Inf -> 0"
 )
 INVERSE = "x = lo + q * (hi - lo) / (2**bits - 1)"
 OUTPUT_DTYPES = {8: np.dtype(np.uint8), 16: np.dtype(np.uint16)}
-_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of float32: the work buffer stays in cache
+_BLOCK_ELEMENTS = 1 << 18  # 1 MiB of float32: the work buffers stay in cache
 
-# float32 is exact enough when |lo| / (hi - lo) stays below this: the rounding error of the
-# float32 path is about 2**-24 * (|lo| / (hi - lo) + 3) of full scale (see README).
+# float32 pays off while |lo| / (hi - lo) stays below this: its error bound grows with the
+# ratio, and with it the share of pixels that need computing again in float64.
 _FLOAT32_MAX_OFFSET_RATIO = 8.0
+# ... and while the window's width keeps float32's constants normal numbers (the bound's premise).
+_FLOAT32_WIDTHS = (2.0**-100, 2.0**100)
 
 
 def output_dtype(bits: int) -> np.dtype:
@@ -48,31 +62,82 @@ def output_dtype(bits: int) -> np.dtype:
         raise TomotiffError(f"bit depth must be 8 or 16, not {bits}; use -u 8 or -u 16") from None
 
 
-def working_dtype(in_dtype: np.dtype, lo: float, hi: float) -> np.dtype:
-    """float32 where it reproduces the float64 formula, else float64 (see module doc)."""
-    in_dtype = np.dtype(in_dtype)
-    exact_in_float32 = in_dtype.kind == "b" or (
-        in_dtype.itemsize <= 2 if in_dtype.kind in "ui" else in_dtype.kind == "f" and in_dtype.itemsize <= 4
-    )
-    well_conditioned = abs(lo) <= _FLOAT32_MAX_OFFSET_RATIO * (hi - lo)
-    return np.dtype(np.float32 if exact_in_float32 and well_conditioned else np.float64)
-
-
 def check_window(lo: float, hi: float) -> None:
-    """A usable window is finite with ``hi > lo``."""
+    """A usable window is finite with ``hi > lo``, and ``hi - lo`` is finite in float64."""
     if not (np.isfinite(lo) and np.isfinite(hi)):
         raise TomotiffError(f"the window must be finite, got lo={lo}, hi={hi}")
     if hi <= lo:
         raise TomotiffError(f"hi ({hi}) must be greater than lo ({lo}); give --lo below --hi")
+    if not np.isfinite(float(hi) - float(lo)):
+        raise TomotiffError(f"the window lo={lo}, hi={hi} is wider than float64 can hold")
+
+
+def working_dtype(in_dtype: np.dtype, lo: float, hi: float, bits: int) -> np.dtype:
+    """float32 where it is the faster way to the formula's exact values, else float64.
+
+    float32 arithmetic does twice the pixels per vector instruction and no division, but
+    misses the float64 value by up to ``float32_error_bound``, so a pixel that close to a
+    tie (k + 1/2) is computed again in float64. That pays off when the input converts to
+    float32 exactly (``float32_holds``), the output has 8 bits (at 16 bits the bound is at
+    least 0.012 of a grey level, and 2 to 3 % of pixels would be computed twice) and the
+    window is not far from zero relative to its width. (The compiled loop also uses float32
+    for uint16 images under windows where it has checked every value, ``_float32_right_for_uint16``.)
+
+    >>> working_dtype(np.dtype(np.uint16), 100, 60000, 8), working_dtype(np.dtype(np.uint16), 100, 60000, 16)
+    (dtype('float32'), dtype('float64'))
+    """
+    width = hi - lo
+    use_float32 = (float32_holds(in_dtype) and bits == 8 and abs(lo) <= _FLOAT32_MAX_OFFSET_RATIO * width
+                   and _FLOAT32_WIDTHS[0] <= width <= _FLOAT32_WIDTHS[1])
+    return np.dtype(np.float32 if use_float32 else np.float64)
+
+
+def float32_error_bound(lo: float, hi: float, bits: int) -> float:
+    """An upper bound on ``|t - v|``: ``t`` the float32 computation before rounding, ``v`` the
+    formula in float64 before rounding, for every input float32 holds (``working_dtype``).
+
+    With ``u = 2**-24`` (float32's unit roundoff), ``top = 2**bits - 1``, ``A = top / (hi - lo)``,
+    the float32 constants ``offset = float32(lo)`` and ``scale = float32(top / (hi - lo))`` (so
+    ``scale = A (1 + s)``, ``|s| <= u + 2**-52``) and ``T = (x - lo) A`` the exact unclipped value,
+    the float32 steps give::
+
+        fl32(fl32(x - offset) * scale) = (T + A (lo - offset)) (1 + e),   |e| <= 3.0001 u
+
+    Clamping that to [0, top] (``t``) lands within ``3.0001 u top + A |lo - offset| (1 + 3.0001 u)``
+    of ``V = clamp(T, 0, top)``, the exact formula: inside the window because clamping never
+    increases a distance, beyond it because ``T`` lies past 0 or ``top`` by more than the error.
+    The float64 formula rounds four times: ``|v - V| <= 4.0001 * 2**-53 V <= 2**-50 top``. A
+    product below float32's normal range adds at most ``2**-150``. The factors are rounded up so
+    that this float64 evaluation stays an upper bound. Requires ``2**-100 <= hi - lo <= 2**100``
+    (both constants normal float32 numbers), as ``working_dtype`` does.
+
+    >>> float32_error_bound(-0.0005, 0.0015, 8) < 1e-4
+    True
+    """
+    top = 2**bits - 1
+    offset_error = abs(lo - float(np.float32(lo)))  # exact in float64 (Sterbenz)
+    return 3.001 * 2**-24 * top + 1.001 * top / (hi - lo) * offset_error + 2**-50 * top + 2**-149
 
 
 def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Map ``image`` linearly from [lo, hi] onto the integers 0 .. 2**bits - 1 (see ``FORMULA``).
+    """Map ``image`` linearly from [lo, hi] onto the integers 0 .. 2**bits - 1 (``FORMULA``).
 
-    ``out`` (same shape, dtype ``output_dtype(bits)``) is filled and returned; it is
-    allocated when omitted. ``image`` may be any strided view: the compiled loop runs on
-    its contiguous pieces, numpy on blocks of rows through a small buffer, so no temporary
-    the size of the image is made.
+    Parameters
+    ----------
+    image : array of any real numeric dtype, any shape, any strides
+    lo, hi : the window: ``lo`` maps to 0 and ``hi`` to ``2**bits - 1``; finite, ``lo < hi``
+    bits : 8 or 16
+    out : optional array of ``image``'s shape and dtype ``output_dtype(bits)``, filled and returned
+
+    Returns
+    -------
+    uint8 (8 bits) or uint16 (16 bits) array: exactly the formula evaluated in float64.
+    No temporary the size of the image is made.
+
+    Examples
+    --------
+    >>> quantise(np.array([5000, 100, np.nan, np.inf]), 0, 30000, 8)  # 42.5 -> 42: half to even
+    array([ 42,   1,   0, 255], dtype=uint8)
     """
     lo, hi = float(lo), float(hi)
     check_window(lo, hi)
@@ -82,21 +147,32 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
         out = np.empty(image.shape, dtype)
     elif out.shape != image.shape or out.dtype != dtype:
         raise ValueError(f"out must have shape {image.shape} and dtype {dtype}")
-    work = working_dtype(image.dtype, lo, hi)
-    top = float(2**bits - 1)
-    with np.errstate(over="ignore", invalid="ignore"):  # huge values become +-Inf, then clip
-        offset, scale = work.type(lo), work.type(top / (hi - lo))
-        if _compiled_loop_applies(image.dtype, work) and _rows_are_contiguous(image, out):
+    work, top = working_dtype(image.dtype, lo, hi, bits), float(2**bits - 1)
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values become +-Inf, then clamp
+        compiled = _compiled_loop_applies(image.dtype) and _rows_are_contiguous(image, out)
+        if compiled and image.dtype in _ARITHMETIC_INPUTS:
+            kernel, args = _compiled_kernel(image.dtype, lo, hi, bits)
             for src, dst in _contiguous_pieces(image, out):
-                _quantise_loop.run(src, dst, float(offset), float(scale), top)
-        else:
-            buffer, bounds = np.empty(_BLOCK_ELEMENTS, work), _bounds(work, top)
+                kernel(src, dst, *args)
+        elif _has_table(image.dtype):
+            table, index = _table(image.dtype, lo, hi, bits), image.view(_table_index(image.dtype))
+            if compiled:
+                for src, dst in _contiguous_pieces(index, out):
+                    _quantise_loop.lookup(src, dst, table)
+            else:
+                for src, dst in _row_blocks(index, out):
+                    np.take(table, src, out=dst, mode="clip")  # copies with the GIL released
+        elif work == np.float32:
+            constants = (*_float32_offset_scale(lo, hi, bits), _tie_margin(lo, hi, bits))
+            bounds = _bounds(work, top)
+            buffers = np.empty(_BLOCK_ELEMENTS, work), np.empty(_BLOCK_ELEMENTS, work), np.empty(_BLOCK_ELEMENTS, bool)
             for src, dst in _row_blocks(image, out):
-                _quantise_block_with_numpy(src, dst, offset, scale, bounds, buffer)
+                _quantise_block_float32(src, dst, lo, hi, top, constants, bounds, buffers)
+        else:
+            bounds, buffer = _bounds(work, top), np.empty(_BLOCK_ELEMENTS, work)
+            for src, dst in _row_blocks(image, out):
+                _quantise_block_float64(src, dst, lo, hi, top, bounds, buffer)
     return out
-
-
-_COMPILED_INPUTS = (np.dtype(np.float32), np.dtype(np.uint16))
 
 
 def loop_in_use() -> str:
@@ -106,9 +182,13 @@ def loop_in_use() -> str:
     return "numpy, slower (the C loop was not built at install: install gcc and Python's headers, then reinstall)"
 
 
-def _compiled_loop_applies(in_dtype: np.dtype, work: np.dtype) -> bool:
-    """The compiled loop is installed and has a loop for this input type (in native byte order)."""
-    return _quantise_loop is not None and work == np.float32 and in_dtype in _COMPILED_INPUTS
+_ARITHMETIC_INPUTS = (np.dtype(np.float32), np.dtype(np.uint16))  # native byte order
+
+
+def _compiled_loop_applies(in_dtype: np.dtype) -> bool:
+    """The compiled loop is installed and has a kernel for this input type: arithmetic for
+    float32 and uint16, a table lookup for the other 8- and 16-bit integers and bool."""
+    return _quantise_loop is not None and (in_dtype in _ARITHMETIC_INPUTS or _has_table(in_dtype))
 
 
 def _rows_are_contiguous(image: np.ndarray, out: np.ndarray) -> bool:
@@ -127,6 +207,68 @@ def _contiguous_pieces(image: np.ndarray, out: np.ndarray) -> Iterator[tuple[np.
         yield from _contiguous_pieces(src, dst)
 
 
+def _compiled_kernel(in_dtype: np.dtype, lo: float, hi: float, bits: int) -> tuple:
+    """The compiled kernel for this input type, window and depth, and its arguments after
+    (source, target): float32 unchecked, float32 with the tie check, or float64."""
+    if in_dtype == np.uint16 and _float32_right_for_uint16(lo, hi, bits):
+        return _quantise_loop.float32, (lo, hi, *map(float, _float32_offset_scale(lo, hi, bits)))
+    if working_dtype(in_dtype, lo, hi, bits) == np.float32:
+        constants = (*_float32_offset_scale(lo, hi, bits), _tie_margin(lo, hi, bits))
+        return _quantise_loop.float32, (lo, hi, *map(float, constants))
+    return _quantise_loop.exact, (lo, hi)
+
+
+def _float32_offset_scale(lo: float, hi: float, bits: int) -> tuple[np.float32, np.float32]:
+    """float32's ``lo`` and ``(2**bits - 1) / (hi - lo)``: t = (x - offset) * scale."""
+    return np.float32(lo), np.float32((2**bits - 1) / (hi - lo))
+
+
+def _tie_margin(lo: float, hi: float, bits: int) -> np.float32:
+    """The largest float32 below ``1/2 - float32_error_bound``: a pixel whose float32 value
+    ``t`` has ``|t - rint(t)| < margin`` lies further than the bound from every tie, so the
+    float64 value rounds to the same integer."""
+    return np.nextafter(np.float32(0.5 - float32_error_bound(lo, hi, bits)), np.float32(0))
+
+
+@functools.lru_cache(maxsize=8)
+def _float32_right_for_uint16(lo: float, hi: float, bits: int) -> bool:
+    """Whether the float32 steps, unchecked, give the formula's grey level for every uint16
+    value under this window: then the compiled loop checks no uint16 pixel (the check costs up
+    to a quarter of its time on uint16, which is compute-bound). Most windows pass at 8 bits (100 ..
+    60000 does; 0 .. 30000 does not: 5000 is 42.5, which float32 puts above the tie) and few
+    at 16. The numpy passes compute what the compiled loop does, bit for bit (tested)."""
+    values, fast = np.arange(1 << 16, dtype=np.uint16), np.empty(1 << 16, output_dtype(bits))
+    bounds = _bounds(np.dtype(np.float32), float(2**bits - 1))
+    scaled, rounded = np.empty(values.size, np.float32), np.empty(values.size, np.float32)
+    _float32_steps(values, fast, *_float32_offset_scale(lo, hi, bits), bounds, scaled, rounded)
+    return bool(np.array_equal(fast, _table(np.dtype(np.uint16), lo, hi, bits)))
+
+
+def _has_table(in_dtype: np.dtype) -> bool:
+    """8- and 16-bit integers and bool: few enough values for a table of them all."""
+    return in_dtype.kind in "uib" and in_dtype.itemsize <= 2
+
+
+def _table_index(in_dtype: np.dtype) -> np.dtype:
+    """The native unsigned type whose values index ``in_dtype``'s table: the pixel's bytes, read
+    as an unsigned number, so int16 -1 is entry 65535 and byte-swapped images need no conversion."""
+    return np.dtype(f"u{in_dtype.itemsize}")
+
+
+@functools.lru_cache(maxsize=8)
+def _table(in_dtype: np.dtype, lo: float, hi: float, bits: int) -> np.ndarray:
+    """The grey level of every value of ``in_dtype`` (8- or 16-bit integers, bool), by
+    ``_table_index``: the formula in float64, once per window rather than once per pixel, read-only
+    and shared by every thread. Bool images index it by their bytes, 0 and 1."""
+    codes = np.arange(1 << (8 * in_dtype.itemsize), dtype=_table_index(in_dtype))
+    values = codes if in_dtype.kind == "b" else codes.view(in_dtype)
+    table = np.empty(codes.shape, output_dtype(bits))
+    top = float(2**bits - 1)
+    _quantise_block_float64(values, table, lo, hi, top, _bounds(np.dtype(np.float64), top), np.empty(codes.size))
+    table.flags.writeable = False
+    return table
+
+
 @functools.cache
 def _bounds(work: np.dtype, top: float) -> tuple[np.ndarray, np.ndarray]:
     """Read-only arrays of 0 and ``top``, one block long, shared by every thread. numpy runs
@@ -137,18 +279,52 @@ def _bounds(work: np.dtype, top: float) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _quantise_block_with_numpy(src: np.ndarray, dst: np.ndarray, offset: np.floating, scale: np.floating,
-                               bounds: tuple[np.ndarray, np.ndarray], buffer: np.ndarray) -> None:
-    """The formula as numpy passes over one block that stays in cache: the reference the
-    compiled loop is tested against, and the path for other types and for strided views."""
+def _quantise_block_float64(src: np.ndarray, dst: np.ndarray, lo: float, hi: float, top: float,
+                            bounds: tuple[np.ndarray, np.ndarray], buffer: np.ndarray) -> None:
+    """The formula in float64 as numpy passes over one block (at most ``_BLOCK_ELEMENTS``).
+
+    It clamps to [0, top] after the arithmetic rather than clipping x to [lo, hi] before: the
+    same grey levels, since each rounded step is monotone and ``hi`` maps to ``top`` exactly
+    (``(hi - lo) / (hi - lo)`` is 1), and numpy's fmax/fmin against arrays are the fast clamp.
+    """
     low, high = (bound[: src.size].reshape(src.shape) for bound in bounds)
-    tmp = buffer[: src.size].reshape(src.shape)
-    np.subtract(src, offset, out=tmp, dtype=scale.dtype)
-    np.multiply(tmp, scale, out=tmp)
-    np.fmax(tmp, low, out=tmp)  # fmax/fmin drop NaN for the bound: NaN -> 0
-    np.fmin(tmp, high, out=tmp)
-    np.rint(tmp, out=tmp)  # round half to even
-    np.copyto(dst, tmp, casting="unsafe")
+    v = buffer[: src.size].reshape(src.shape)
+    np.subtract(src, lo, out=v, dtype=np.float64)
+    np.divide(v, hi - lo, out=v)
+    np.multiply(v, top, out=v)
+    np.fmax(v, low, out=v)  # fmax/fmin drop NaN for the bound: NaN -> 0
+    np.fmin(v, high, out=v)
+    np.rint(v, out=v)  # round half to even
+    np.copyto(dst, v, casting="unsafe")
+
+
+def _float32_steps(src: np.ndarray, dst: np.ndarray, offset: np.float32, scale: np.float32,
+                   bounds: tuple[np.ndarray, np.ndarray], scaled: np.ndarray, rounded: np.ndarray) -> None:
+    """The compiled loop's float32 steps as numpy passes over one block: ``scaled`` gets t
+    (clamped, before rounding), ``rounded`` rint(t) and ``dst`` that as its grey level."""
+    low, high = (bound[: src.size].reshape(src.shape) for bound in bounds)
+    np.subtract(src, offset, out=scaled, dtype=np.float32)
+    np.multiply(scaled, scale, out=scaled)
+    np.fmax(scaled, low, out=scaled)  # fmax/fmin drop NaN for the bound: NaN -> 0
+    np.fmin(scaled, high, out=scaled)
+    np.rint(scaled, out=rounded)  # round half to even
+    np.copyto(dst, rounded, casting="unsafe")
+
+
+def _quantise_block_float32(src: np.ndarray, dst: np.ndarray, lo: float, hi: float, top: float,
+                            constants: tuple[np.float32, np.float32, np.float32],
+                            bounds: tuple[np.ndarray, np.ndarray], buffers: tuple[np.ndarray, ...]) -> None:
+    """The float32 steps over one block, then the pixels within the tie margin
+    (``_tie_margin``) again in float64."""
+    offset, scale, margin = constants
+    scaled, rounded, near = (buffer[: src.size].reshape(src.shape) for buffer in buffers)
+    _float32_steps(src, dst, offset, scale, bounds, scaled, rounded)
+    distance = np.abs(np.subtract(scaled, rounded, out=scaled), out=scaled)
+    again = np.flatnonzero(np.greater_equal(distance, margin, out=near))  # one pass; boolean indexing takes two
+    if again.size:
+        x, exact = src.flat[again], np.empty(again.size, dst.dtype)
+        _quantise_block_float64(x, exact, lo, hi, top, _bounds(np.dtype(np.float64), top), np.empty(again.size))
+        dst.flat[again] = exact
 
 
 def convert(image: np.ndarray, out: np.ndarray) -> np.ndarray:
