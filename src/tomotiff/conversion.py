@@ -12,7 +12,9 @@ import numpy as np
 
 from tomotiff.errors import TomotiffError
 from tomotiff.quantisation import FORMULA, FORMULA_NAME, INVERSE, convert, output_dtype, quantise
-from tomotiff.window import Window
+from tomotiff.window import Window, advice
+
+CROWDING_WARNING_FRACTION = 0.99  # of an image's finite pixels on two grey levels: its window is too wide
 
 
 class Conversion(Protocol):
@@ -105,3 +107,22 @@ def keep_conversion(dtype: np.dtype, fp: bool) -> Keep | ToFloat32:
         raise TomotiffError(f"the data are floating point ({np.dtype(dtype)}): add --fp to write float32 TIFFs, "
                             "or use nxs2tiffux to reduce them to 8 or 16 bits")
     return Keep()
+
+
+def crowding_warning(image: np.ndarray, window: Window, bits: int, index: int) -> str | None:
+    """A warning when the window puts nearly all of ``image``'s finite pixels on one or two grey
+    levels (e.g. ``-p 0`` and one outlier pixel of 1e14 among values of order 1): every image
+    would look uniform."""
+    image = np.asarray(image)
+    finite = np.isfinite(image) if image.dtype.kind == "f" else np.ones(image.shape, bool)
+    count = int(np.count_nonzero(finite))
+    if count == 0:
+        return None
+    levels = np.bincount(quantise(image, window.lo, window.hi, bits)[finite].ravel(), minlength=2)
+    busiest = np.argsort(levels)[-2:][::-1]
+    share = float(levels[busiest].sum()) / count
+    if share < CROWDING_WARNING_FRACTION:
+        return None
+    return (f"warning: the window lo={window.lo!r} hi={window.hi!r} puts {share:.2%} of image {index}'s pixels on "
+            f"grey levels {' and '.join(str(int(level)) for level in sorted(busiest))} of 0..{2**bits - 1}: the "
+            f"images will look uniform (an outlier stretches the window?); {advice(window)}")

@@ -14,13 +14,13 @@ import numpy as np
 
 from tomotiff import engine, manifest
 from tomotiff.binning import binned_shape
-from tomotiff.conversion import Conversion, Quantise, keep_conversion
+from tomotiff.conversion import Conversion, Quantise, crowding_warning, keep_conversion
 from tomotiff.files import directory_lock, prepare_directory
 from tomotiff.pattern import format_name
 from tomotiff.plan import Group, Layout, Plan, Product, Request, make_plan
 from tomotiff.sink import Sink, StackSink, TiffSink
 from tomotiff.source import Source
-from tomotiff.window import Window, choose_window, crowding_warning, saturation_warning
+from tomotiff.window import Window, choose_window, saturation_warning
 
 Say = Callable[[str], object]
 

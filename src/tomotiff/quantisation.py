@@ -31,6 +31,7 @@ import numpy as np
 
 from tomotiff.dtypes import float32_holds
 from tomotiff.errors import TomotiffError
+from tomotiff.window import check_window
 
 try:
     from tomotiff import _quantise_loop
@@ -60,16 +61,6 @@ def output_dtype(bits: int) -> np.dtype:
         return OUTPUT_DTYPES[bits]
     except KeyError:
         raise TomotiffError(f"bit depth must be 8 or 16, not {bits}; use -u 8 or -u 16") from None
-
-
-def check_window(lo: float, hi: float) -> None:
-    """A usable window is finite with ``hi > lo``, and ``hi - lo`` is finite in float64."""
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise TomotiffError(f"the window must be finite, got lo={lo}, hi={hi}")
-    if hi <= lo:
-        raise TomotiffError(f"hi ({hi}) must be greater than lo ({lo}); give --lo below --hi")
-    if not np.isfinite(float(hi) - float(lo)):
-        raise TomotiffError(f"the window lo={lo}, hi={hi} is wider than float64 can hold")
 
 
 def working_dtype(in_dtype: np.dtype, lo: float, hi: float, bits: int) -> np.dtype:

@@ -9,20 +9,30 @@ darks or flats.
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from tomotiff import engine
 from tomotiff.errors import TomotiffError
 from tomotiff.global_percentiles import exact_percentiles
-from tomotiff.quantisation import check_window, quantise
-from tomotiff.source import Source
+
+if TYPE_CHECKING:  # the window stage reads through a source, but quantise() needs only check_window
+    from tomotiff.source import Source
 
 SATURATION_WARNING_FRACTION = 0.99
-CROWDING_WARNING_FRACTION = 0.99  # of an image's finite pixels on two grey levels: its window is too wide
 METHODS = ("reference", "global")
 
 Progress = bool | Callable[[int], object]  # a bar on stderr, or a callable given the images just read
+
+
+def check_window(lo: float, hi: float) -> None:
+    """A usable window is finite with ``hi > lo``, and ``hi - lo`` is finite in float64."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise TomotiffError(f"the window must be finite, got lo={lo}, hi={hi}")
+    if hi <= lo:
+        raise TomotiffError(f"hi ({hi}) must be greater than lo ({lo}); give --lo below --hi")
+    if not np.isfinite(float(hi) - float(lo)):
+        raise TomotiffError(f"the window lo={lo}, hi={hi} is wider than float64 can hold")
 
 
 @dataclass(frozen=True)
@@ -90,7 +100,7 @@ def middle_image(candidates: np.ndarray) -> int:
     return int(candidates[len(candidates) // 2])
 
 
-def choose_window(source: Source, candidates: np.ndarray, request: WindowRequest, progress: Progress = False) -> Window:
+def choose_window(source: "Source", candidates: np.ndarray, request: WindowRequest, progress: Progress = False) -> Window:
     """The window ``request`` asks for, from the ``candidates`` images of ``source`` (ascending)."""
     if request.lo is not None and request.hi is not None:
         return Window(float(request.lo), float(request.hi), "explicit")
@@ -115,10 +125,12 @@ def reference_window(image: np.ndarray, index: int, percent: float) -> Window:
     return Window(lo, hi, "reference", index, percent)
 
 
-def volume_percentiles(source: Source, images: np.ndarray, percent: float, progress: Progress = False,
+def volume_percentiles(source: "Source", images: np.ndarray, percent: float, progress: Progress = False,
                        what: str | None = None) -> tuple[float, float]:
     """The exact ``percent`` and ``100 - percent`` percentiles of every finite pixel of ``images``
     (equal to ``np.percentile`` over them as float64), read through the engine's stream."""
+    from tomotiff import engine
+
     passes = 0
     what = what or _described(images, 1)
 
@@ -185,30 +197,11 @@ def saturation_warning(image: np.ndarray, window: Window, index: int) -> str | N
     values = finite_pixels(image)
     return (
         f"warning: the window lo={window.lo!r} hi={window.hi!r} saturates {clipped:.1%} of image {index}, "
-        f"whose values span {float(values.min())!r}..{float(values.max())!r}; {_advice(window)}"
+        f"whose values span {float(values.min())!r}..{float(values.max())!r}; {advice(window)}"
     )
 
 
-def crowding_warning(image: np.ndarray, window: Window, bits: int, index: int) -> str | None:
-    """A warning when the window puts nearly all of ``image``'s finite pixels on one or two grey
-    levels (e.g. ``-p 0`` and one outlier pixel of 1e14 among values of order 1): every image
-    would look uniform."""
-    image = np.asarray(image)
-    finite = np.isfinite(image) if image.dtype.kind == "f" else np.ones(image.shape, bool)
-    count = int(np.count_nonzero(finite))
-    if count == 0:
-        return None
-    levels = np.bincount(quantise(image, window.lo, window.hi, bits)[finite].ravel(), minlength=2)
-    busiest = np.argsort(levels)[-2:][::-1]
-    share = float(levels[busiest].sum()) / count
-    if share < CROWDING_WARNING_FRACTION:
-        return None
-    return (f"warning: the window lo={window.lo!r} hi={window.hi!r} puts {share:.2%} of image {index}'s pixels on "
-            f"grey levels {' and '.join(str(int(level)) for level in sorted(busiest))} of 0..{2**bits - 1}: the "
-            f"images will look uniform (an outlier stretches the window?); {_advice(window)}")
-
-
-def _advice(window: Window) -> str:
+def advice(window: Window) -> str:
     """What to try instead of what was done (never advice to do what the user already did)."""
     if window.method == "explicit":
         return "give --lo/--hi in the data's units or use --use_ref"
