@@ -1,9 +1,11 @@
 """Shared fixtures: the real beamline files in ../shared, synthetic volumes, and CLI runs."""
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+from contextlib import chdir, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +35,9 @@ class Run:
     stderr: str
 
 
-def run_cli(command: str, *args: object, cwd: Path | None = None, timeout: float = 300) -> Run:
-    """Run an installed console script the way a user would, in a real subprocess."""
+def run_script(command: str, *args: object, cwd: Path | None = None, timeout: float = 300) -> Run:
+    """Run an installed console script the way a user would, in a real subprocess: for what only a
+    process shows (the scripts themselves, signals, limits, other users)."""
     executable = BIN / command
     assert executable.exists(), f"{executable} is not installed; pip install -e . first"
     done = subprocess.run(
@@ -48,9 +51,19 @@ def run_cli(command: str, *args: object, cwd: Path | None = None, timeout: float
     return Run(done.returncode, done.stdout, done.stderr)
 
 
-@pytest.fixture
-def cli():
-    return run_cli
+def run_cli(command: str, *args: object, cwd: Path | None = None) -> Run:
+    """Run a command in this process (``tomotiff.cli.<command>_main(argv)``), capturing what it
+    prints: what its console script does, without starting an interpreter for every call."""
+    from tomotiff import cli
+
+    main = getattr(cli, f"{command}_main")
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err), chdir(cwd or "."):
+        try:
+            code = main([str(arg) for arg in args])
+        except SystemExit as exc:  # argparse: -h, -V and usage errors
+            code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
+    return Run(code, out.getvalue(), err.getvalue())
 
 
 SLURM_VENV = REPO / ".venv-slurm"

@@ -21,7 +21,7 @@ def digest(path: Path) -> str:
 
 
 @pytest.fixture
-def recon(tmp_path) -> Path:
+def guarded_recon(tmp_path) -> Path:
     """The input of a test; tomotiff must leave it byte for byte as it was, whatever happens."""
     path = tmp_path / "in" / "recon.nxs"
     synthetic.write_savu_recon(str(path), height=64, count=30, width=64)
@@ -34,18 +34,18 @@ def no_partial_files(directory: Path) -> bool:
     return not directory.exists() or not any(p.name.endswith(".part") for p in directory.iterdir())
 
 
-def test_file_size_limit_fails_cleanly_and_a_rerun_completes(recon, tmp_path):
+def test_file_size_limit_fails_cleanly_and_a_rerun_completes(guarded_recon, tmp_path):
     """RLIMIT_FSIZE (as `ulimit -f`): the write fails with EFBIG, like a full disk."""
-    before = digest(recon)
+    before = digest(guarded_recon)
     out = tmp_path / "out"
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # noqa: E731 (below one image)
-    done = subprocess.run([str(BIN / "nxs2tiffux"), "-i", "1", str(recon), str(out)], preexec_fn=limit,
+    done = subprocess.run([str(BIN / "nxs2tiffux"), "-i", "1", str(guarded_recon), str(out)], preexec_fn=limit,
                           capture_output=True, text=True)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "cannot write" in done.stderr and str(out) in done.stderr and "check free space" in done.stderr
     assert tiff_names(out) == [] and no_partial_files(out)
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", recon, out).returncode == 0
-    assert len(tiff_names(out)) == 30 and no_partial_files(out) and digest(recon) == before
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", guarded_recon, out).returncode == 0
+    assert len(tiff_names(out)) == 30 and no_partial_files(out) and digest(guarded_recon) == before
 
 
 def test_output_directory_deleted_mid_run(tmp_path):
@@ -64,9 +64,9 @@ def test_output_directory_deleted_mid_run(tmp_path):
     assert len(stderr.strip().splitlines()) == 1
 
 
-def test_truncated_hdf5_input(recon, tmp_path):
+def test_truncated_hdf5_input(guarded_recon, tmp_path):
     cut = tmp_path / "cut.nxs"
-    data = recon.read_bytes()
+    data = guarded_recon.read_bytes()
     cut.write_bytes(data[: len(data) // 2])
     done = run_cli("nxs2tiffux", "-i", "1", cut, tmp_path / "out")
     assert done.returncode == 2 and "Traceback" not in done.stderr and len(done.stderr.splitlines()) == 1
@@ -89,26 +89,26 @@ def test_corrupted_tiff_header(tmp_path):
         tifffile.imread(tmp_path / "out" / name)
 
 
-def test_symlinks_in_the_output_directory_are_replaced_not_followed(recon, tmp_path):
+def test_symlinks_in_the_output_directory_are_replaced_not_followed(guarded_recon, tmp_path):
     outside = tmp_path / "precious.tif"
     outside.write_bytes(b"do not touch")
     out = tmp_path / "out"
     out.mkdir()
     (out / "image_00000.tif").symlink_to(outside)
     (out / ".image_00001.tif.part").symlink_to(outside)
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", recon, out).returncode == 0
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", guarded_recon, out).returncode == 0
     assert outside.read_bytes() == b"do not touch"
     assert not (out / "image_00000.tif").is_symlink() and tifffile.imread(out / "image_00000.tif").shape == (64, 64)
     assert no_partial_files(out)
 
 
-def test_read_only_output_directory(recon, tmp_path):
+def test_read_only_output_directory(guarded_recon, tmp_path):
     """A read-only bind mount in a private mount namespace (root ignores file permissions)."""
     out = tmp_path / "ro"
     out.mkdir()
     script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 99; shift; exec "$@"')
     done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(out), str(BIN / "nxs2tiffux"), "-i", "1",
-                           str(recon), str(out)], capture_output=True, text=True)
+                           str(guarded_recon), str(out)], capture_output=True, text=True)
     if done.returncode == 99 or shutil.which("unshare") is None:
         pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
     assert done.returncode == 2 and "Traceback" not in done.stderr

@@ -17,7 +17,7 @@ from tomotiff.sink import METADATA_TAG
 
 
 @pytest.fixture(scope="module")
-def recon(tmp_path_factory) -> tuple[Path, np.ndarray]:
+def choices_recon(tmp_path_factory) -> tuple[Path, np.ndarray]:
     path = tmp_path_factory.mktemp("recon") / "recon.nxs"
     synthetic.write_savu_recon(str(path), height=40, count=24, width=36, chunks=(8, 8, 8))
     with h5py.File(path) as file:
@@ -25,7 +25,7 @@ def recon(tmp_path_factory) -> tuple[Path, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
+def choices_raw(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     path = tmp_path_factory.mktemp("raw") / "raw.nxs"
     synthetic.write_gda_raw(str(path), projections=30, flats=6, darks=6, height=12, width=16)
     with h5py.File(path) as file:
@@ -35,8 +35,8 @@ def raw(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
 RAW = "/entry1/instrument/pco1_hw_hdf/data"
 
 
-def test_keys_select_images_and_the_window_comes_from_projections(raw, tmp_path):
-    path, data, keys = raw
+def test_keys_select_images_and_the_window_comes_from_projections(choices_raw, tmp_path):
+    path, data, keys = choices_raw
     done = run_cli("nxs2tiffux", "-d", RAW, "--keys", "flats", path, tmp_path)
     assert done.returncode == 0, done.stderr
     flats = np.flatnonzero(keys == 1)
@@ -50,8 +50,8 @@ def test_keys_select_images_and_the_window_comes_from_projections(raw, tmp_path)
     assert meta["image_key"] == 1.0 and meta["image_key_path"] == "/entry1/tomo_entry/instrument/detector/image_key"
 
 
-def test_split_keys_writes_one_directory_per_kind(raw, tmp_path):
-    path, data, keys = raw
+def test_split_keys_writes_one_directory_per_kind(choices_raw, tmp_path):
+    path, data, keys = choices_raw
     done = run_cli("nxs2tiff", "-q", "-d", RAW, "--split-keys", "-b", "2", "-s", "40", path, tmp_path)
     assert done.returncode == 0, done.stderr
     for name, code in (("projections", 0), ("flats", 1), ("darks", 2)):
@@ -72,8 +72,8 @@ def test_float_keys_with_nan_fill_values(tmp_path):
     assert tiff_names(tmp_path / "out") == ["image_00002.tif", "image_00003.tif"]
 
 
-def test_keys_without_image_key_is_a_clear_error(recon, tmp_path):
-    done = run_cli("nxs2tiffux", "-i", "1", "--keys", "darks", recon[0], tmp_path / "out")
+def test_keys_without_image_key_is_a_clear_error(choices_recon, tmp_path):
+    done = run_cli("nxs2tiffux", "-i", "1", "--keys", "darks", choices_recon[0], tmp_path / "out")
     assert done.returncode == 2 and "no image_key dataset" in done.stderr and "--image-key-path" in done.stderr
     assert not (tmp_path / "out").exists()
 
@@ -89,8 +89,8 @@ def test_real_k11_flats_and_darks(real, tmp_path):
     assert manifest["image_key_path"] == "/entry/instrument/imaging/image_key"
 
 
-def test_global_window_uses_every_selected_image(recon, tmp_path):
-    path, volume, = recon[0], recon[1]
+def test_global_window_uses_every_selected_image(choices_recon, tmp_path):
+    path, volume, = choices_recon[0], choices_recon[1]
     done = run_cli("nxs2tiffux", "-i", "1", "-b", "4", "-s", "20", "--window", "global", "-p", "0.5", path, tmp_path)
     assert done.returncode == 0, done.stderr
     values = volume[:, 4:20, :].astype(np.float64)
@@ -106,8 +106,8 @@ def test_global_window_uses_every_selected_image(recon, tmp_path):
 
 
 @pytest.mark.parametrize("compression", ["zstd", "zlib", "lzw", "packbits"])
-def test_compressed_output_reads_back_identically(recon, tmp_path, compression):
-    path = recon[0]
+def test_compressed_output_reads_back_identically(choices_recon, tmp_path, compression):
+    path = choices_recon[0]
     assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", path, tmp_path / "plain").returncode == 0
     done = run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", "--compression", compression, path, tmp_path / "c")
     assert done.returncode == 0, done.stderr
@@ -123,8 +123,8 @@ def test_compressed_output_reads_back_identically(recon, tmp_path, compression):
         assert subprocess.run(["tiffinfo", str(packed)], capture_output=True).returncode == 0
 
 
-def test_stack_is_one_bigtiff_equal_to_the_single_files(recon, tmp_path):
-    path = recon[0]
+def test_stack_is_one_bigtiff_equal_to_the_single_files(choices_recon, tmp_path):
+    path = choices_recon[0]
     assert run_cli("nxs2tiffux", "-q", "-i", "1", "-b", "3", "-s", "17", "-j", "3", "--lo", "0", "--hi", "2e-3",
                    path, tmp_path / "single").returncode == 0
     done = run_cli("nxs2tiffux", "-q", "-i", "1", "-b", "3", "-s", "17", "-j", "3", "--lo", "0", "--hi", "2e-3",
@@ -144,8 +144,8 @@ def test_stack_is_one_bigtiff_equal_to_the_single_files(recon, tmp_path):
     assert not list((tmp_path / "stack").glob(".*"))
 
 
-def test_imagej_stack_has_dimensions_and_display_range(recon, tmp_path):
-    done = run_cli("nxs2tiffux", "-q", "-i", "1", "-u", "16", "--stack", "--imagej", recon[0], tmp_path)
+def test_imagej_stack_has_dimensions_and_display_range(choices_recon, tmp_path):
+    done = run_cli("nxs2tiffux", "-q", "-i", "1", "-u", "16", "--stack", "--imagej", choices_recon[0], tmp_path)
     assert done.returncode == 0, done.stderr
     with tifffile.TiffFile(tmp_path / "image_00000.tif") as tif:
         assert tif.is_imagej and len(tif.pages) == 24
@@ -166,8 +166,8 @@ def test_imagej_inputs_are_read(tmp_path):
     assert_quantised(tifffile.imread(tmp_path / "u_1.tif"), image + 1, -3, 4, 8)
 
 
-def test_crop_and_bin(recon, tmp_path):
-    path, volume = recon
+def test_crop_and_bin(choices_recon, tmp_path):
+    path, volume = choices_recon
     done = run_cli("nxs2tiff", "-q", "--fp", "-i", "1", "--crop", "3", "5", "2", "6", path, tmp_path / "crop")
     assert done.returncode == 0, done.stderr
     assert np.array_equal(tifffile.imread(tmp_path / "crop" / "image_00009.tif"), volume[3:35, 9, 2:30])
@@ -181,6 +181,6 @@ def test_crop_and_bin(recon, tmp_path):
     assert np.max(np.abs(image.astype(np.int64) - np.round(np.clip(binned, 0, 2e-3) / 2e-3 * 255))) <= 1
 
 
-def test_crop_that_leaves_nothing_is_refused(recon, tmp_path):
-    done = run_cli("nxs2tiffux", "-i", "1", "--crop", "20", "20", "0", "0", recon[0], tmp_path / "out")
+def test_crop_that_leaves_nothing_is_refused(choices_recon, tmp_path):
+    done = run_cli("nxs2tiffux", "-i", "1", "--crop", "20", "20", "0", "0", choices_recon[0], tmp_path / "out")
     assert done.returncode == 2 and "leaves nothing" in done.stderr and not (tmp_path / "out").exists()

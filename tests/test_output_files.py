@@ -21,18 +21,18 @@ from tomotiff.sink import file_checksum
 
 
 @pytest.fixture(scope="module")
-def recon(tmp_path_factory) -> Path:
+def files_recon(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("recon") / "recon.nxs"
     synthetic.write_savu_recon(str(path), height=48, count=40, width=56, chunks=(16, 8, 16))
     return path
 
 
-def test_metadata_records_how_each_image_was_made(recon, tmp_path):
+def test_metadata_records_how_each_image_was_made(files_recon, tmp_path):
     done = run_cli("nxs2tiffux", "-i", "1", "-b", "3", "-s", "9", "-u", "16", "--use_ref", "-p", "0.5",
-                   "-o", "s_%04d.tif", recon, tmp_path)
+                   "-o", "s_%04d.tif", files_recon, tmp_path)
     assert done.returncode == 0, done.stderr
     image, meta = read_tiff(tmp_path / "s_0005.tif")
-    assert meta["source"] == str(recon) and meta["dataset"] == "/entry/final_result_tomo/data"
+    assert meta["source"] == str(files_recon) and meta["dataset"] == "/entry/final_result_tomo/data"
     assert (meta["index"], meta["axis"], meta["bits"]) == (5, 1, 16)
     assert (meta["dtype_in"], meta["dtype_out"]) == ("float32", "uint16")
     assert meta["formula"] == FORMULA and meta["tomotiff_version"] == __version__
@@ -44,8 +44,8 @@ def test_metadata_records_how_each_image_was_made(recon, tmp_path):
     assert restored.shape == image.shape == (48, 56)
 
 
-def test_manifest_lists_every_image_and_verify_checks_it(recon, tmp_path):
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", "--lo", "0", "--hi", "0.002", recon, tmp_path).returncode == 0
+def test_manifest_lists_every_image_and_verify_checks_it(files_recon, tmp_path):
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "--lo", "0", "--hi", "0.002", files_recon, tmp_path).returncode == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     assert [entry["index"] for entry in manifest["images"]] == list(range(40))
     assert (manifest["lo"], manifest["hi"], manifest["output_pattern"]) == (0.0, 0.002, "image_%05d.tif")
@@ -85,9 +85,9 @@ def test_the_commands_limit_openblas_before_numpy_loads():
         assert done.returncode == 0 and done.stdout.split()[-1] == expected, done.stderr
 
 
-def test_pillow_and_tiffinfo_read_the_output(recon, tmp_path):
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "8", recon, tmp_path / "u8").returncode == 0
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", recon, tmp_path / "u16").returncode == 0
+def test_pillow_and_tiffinfo_read_the_output(files_recon, tmp_path):
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "8", files_recon, tmp_path / "u8").returncode == 0
+    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", files_recon, tmp_path / "u16").returncode == 0
     for bits in (8, 16):
         path = tmp_path / f"u{bits}" / "image_00001.tif"
         with Image.open(path) as pil:
@@ -123,29 +123,29 @@ def test_nan_and_inf_pixels(tmp_path):
     assert_quantised(out, image, meta["lo"], meta["hi"], 8)
 
 
-def test_workers_do_not_change_the_bytes(recon, tmp_path):
+def test_workers_do_not_change_the_bytes(files_recon, tmp_path):
     for workers in ("1", "2", "3"):
-        done = run_cli("nxs2tiffux", "-q", "-i", "1", "-j", workers, "-p", "1", recon, tmp_path / workers)
+        done = run_cli("nxs2tiffux", "-q", "-i", "1", "-j", workers, "-p", "1", files_recon, tmp_path / workers)
         assert done.returncode == 0
     for name in tiff_names(tmp_path / "1"):
-        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes() == \
+        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes() ==\
                (tmp_path / "3" / name).read_bytes()
 
 
-def test_progress_is_silent_when_not_a_terminal_and_quiet_silences_stdout(recon, tmp_path):
-    loud = run_cli("nxs2tiffux", "-i", "1", recon, tmp_path / "a")
-    quiet = run_cli("nxs2tiffux", "-q", "-i", "1", recon, tmp_path / "b")
+def test_progress_is_silent_when_not_a_terminal_and_quiet_silences_stdout(files_recon, tmp_path):
+    loud = run_cli("nxs2tiffux", "-i", "1", files_recon, tmp_path / "a")
+    quiet = run_cli("nxs2tiffux", "-q", "-i", "1", files_recon, tmp_path / "b")
     assert loud.stderr == "" and "window: lo=" in loud.stdout and "20 workers" not in loud.stdout
     assert quiet.stdout == "" and quiet.stderr == ""
 
 
-def test_a_second_run_into_the_same_directory_is_refused_while_one_writes(recon, tmp_path):
+def test_a_second_run_into_the_same_directory_is_refused_while_one_writes(files_recon, tmp_path):
     import fcntl
 
     lock = tmp_path / ".manifest.json.lock"
     with open(lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        done = run_cli("nxs2tiffux", "-i", "1", recon, tmp_path)
+        done = run_cli("nxs2tiffux", "-i", "1", files_recon, tmp_path)
     assert done.returncode == 2 and "another tomotiff run is writing" in done.stderr
     assert tiff_names(tmp_path) == []
 
@@ -188,7 +188,7 @@ def test_sigkill_at_20_points_then_rerun_completes(big, tmp_path, point):
     assert {p.name: p.read_bytes() for p in out.iterdir()} == reference  # no temporary or lock files left
 
 
-def test_progress_bar_on_a_terminal(recon, tmp_path):
+def test_progress_bar_on_a_terminal(files_recon, tmp_path):
     """stderr a terminal: a progress bar counting images; -q silences it."""
     import fcntl
     import pty
@@ -215,8 +215,8 @@ def test_progress_bar_on_a_terminal(recon, tmp_path):
         assert process.returncode == 0
         return b"".join(chunks).decode(errors="replace")
 
-    assert "0/40 [" in run_on_tty("-i", "1", str(recon), str(tmp_path / "a"))  # cleared when done
-    assert run_on_tty("-q", "-i", "1", str(recon), str(tmp_path / "b")) == ""
+    assert "0/40 [" in run_on_tty("-i", "1", str(files_recon), str(tmp_path / "a"))  # cleared when done
+    assert run_on_tty("-q", "-i", "1", str(files_recon), str(tmp_path / "b")) == ""
 
 
 def test_contiguous_datasets_read_directly_give_the_same_pixels(tmp_path):

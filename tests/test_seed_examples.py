@@ -12,7 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, assert_quantised, read_tiff, run_cli, tiff_names
+from conftest import REPO, assert_quantised, read_tiff, run_script, tiff_names
 
 from tomotiff import synthetic
 
@@ -20,7 +20,7 @@ LO, HI = -0.0016974231, 0.0016586095
 
 
 @pytest.fixture(scope="module")
-def recon(tmp_path_factory) -> Path:
+def seed_recon(tmp_path_factory) -> Path:
     """Context 1: a Savu-like volume, layout (image_height, image_index, image_width)."""
     path = tmp_path_factory.mktemp("13429") / "13429_processed.nxs"
     synthetic.write_savu_recon(str(path), height=24, count=60, width=20, chunks=(8, 8, 8))
@@ -28,7 +28,7 @@ def recon(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def raw(tmp_path_factory) -> Path:
+def seed_raw(tmp_path_factory) -> Path:
     """Context 2: a GDA-like raw scan with 2159 projections plus flats and darks."""
     path = tmp_path_factory.mktemp("raw") / "23912.nxs"
     synthetic.write_gda_raw(str(path), projections=2159, flats=4, darks=4, height=6, width=8)
@@ -36,20 +36,20 @@ def raw(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def slices(tmp_path_factory) -> Path:
+def seed_slices(tmp_path_factory) -> Path:
     """Context 3: 2159 reconstructed float32 slices."""
     directory = tmp_path_factory.mktemp("87637")
     synthetic.write_tiff_dir(str(directory), "recon_129200_%05d.tif", count=2159, height=6, width=8)
     return directory
 
 
-def test_context1_nxs2tiff_keeps_float32(recon, tmp_path):
+def test_context1_nxs2tiff_keeps_float32(seed_recon, tmp_path):
     out = tmp_path / "tiffs"
-    done = run_cli("nxs2tiff", "-d", "/entry/final_result_tomo/data", "-b", "0", "-s", "50", "-i", "1", "--fp",
-                   recon, f"{out}/")
+    done = run_script("nxs2tiff", "-d", "/entry/final_result_tomo/data", "-b", "0", "-s", "50", "-i", "1", "--fp",
+                   seed_recon, f"{out}/")
     assert done.returncode == 0, done.stderr
     assert tiff_names(out) == [f"image_{i:05d}.tif" for i in range(50)]
-    with h5py.File(recon) as file:
+    with h5py.File(seed_recon) as file:
         expected = file["/entry/final_result_tomo/data"][:, 37, :]
     image, meta = read_tiff(out / "image_00037.tif")
     assert image.dtype == np.float32 and np.array_equal(image, expected)
@@ -71,13 +71,13 @@ def test_context1_example2_rank4_run_as_python_script(tmp_path):
     assert image.shape == (16, 12) and np.array_equal(image, volume[:, 0, :, 129])
 
 
-def test_context1_nxs2tiffux_explicit_window(recon, tmp_path):
+def test_context1_nxs2tiffux_explicit_window(seed_recon, tmp_path):
     out = tmp_path / "u8"
-    done = run_cli("nxs2tiffux", "-d", "/entry/final_result_tomo/data", "-b", "0", "-s", "50", "-i", "1", "-u", "8",
-                   "--lo", "-0.0016974231", "--hi", "0.0016586095", recon, f"{out}/")
+    done = run_script("nxs2tiffux", "-d", "/entry/final_result_tomo/data", "-b", "0", "-s", "50", "-i", "1", "-u", "8",
+                   "--lo", "-0.0016974231", "--hi", "0.0016586095", seed_recon, f"{out}/")
     assert done.returncode == 0, done.stderr
     assert f"lo={LO!r} hi={HI!r}" in done.stdout
-    with h5py.File(recon) as file:
+    with h5py.File(seed_recon) as file:
         volume = file["/entry/final_result_tomo/data"][:, :50, :]
     for index in (0, 21, 49):
         image, meta = read_tiff(out / f"image_{index:05d}.tif")
@@ -86,23 +86,23 @@ def test_context1_nxs2tiffux_explicit_window(recon, tmp_path):
         assert (meta["lo"], meta["hi"], meta["bits"]) == (LO, HI, 8)
 
 
-def test_context2_nxs2tiff_keeps_uint16(raw, tmp_path):
+def test_context2_nxs2tiff_keeps_uint16(seed_raw, tmp_path):
     out = tmp_path / "projections"
-    done = run_cli("nxs2tiff", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-b", "0", "-s", "2159", raw, f"{out}/")
+    done = run_script("nxs2tiff", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-b", "0", "-s", "2159", seed_raw, f"{out}/")
     assert done.returncode == 0, done.stderr
     names = tiff_names(out)
     assert len(names) == 2159 and names[-1] == "image_02158.tif"
-    with h5py.File(raw) as file:
+    with h5py.File(seed_raw) as file:
         expected = file["/entry1/instrument/pco1_hw_hdf/data"][1234]
     image, _ = read_tiff(out / "image_01234.tif")
     assert image.dtype == np.uint16 and np.array_equal(image, expected)
 
 
-def test_context2_nxs2tiffux_float_window_on_raw_data_warns(raw, tmp_path):
+def test_context2_nxs2tiffux_float_window_on_raw_data_warns(seed_raw, tmp_path):
     """The page's example applies a reconstruction's lo/hi to uint16 raw data along axis 1."""
     out = tmp_path / "u8"
-    done = run_cli("nxs2tiffux", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-i", "1", "-u", "8", "--lo",
-                   "-0.0016974231", "--hi", "0.0016586095", raw, f"{out}/")
+    done = run_script("nxs2tiffux", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-i", "1", "-u", "8", "--lo",
+                   "-0.0016974231", "--hi", "0.0016586095", seed_raw, f"{out}/")
     assert done.returncode == 0, done.stderr
     assert "saturates" in done.stderr and "warning" in done.stderr
     assert len(tiff_names(out)) == 6  # axis 1 has 6 rows: each image is a sinogram (images, width)
@@ -110,27 +110,27 @@ def test_context2_nxs2tiffux_float_window_on_raw_data_warns(raw, tmp_path):
     assert image.shape == (2167, 8) and set(np.unique(image)) <= {0, 255}
 
 
-def test_context3_tiff2tiffux_reference_window(slices, tmp_path):
+def test_context3_tiff2tiffux_reference_window(seed_slices, tmp_path):
     out = tmp_path / "u8" / "87637"
-    done = run_cli("tiff2tiffux", "-b", "0", "-s", "2159", "-i", "recon_129200_%05d.tif", "-o",
-                   "recon_129200_%05d.tif", "-u", "8", "--use_ref", "-r", "1080", "-p", "0.1", f"{slices}/", f"{out}/")
+    done = run_script("tiff2tiffux", "-b", "0", "-s", "2159", "-i", "recon_129200_%05d.tif", "-o",
+                   "recon_129200_%05d.tif", "-u", "8", "--use_ref", "-r", "1080", "-p", "0.1", f"{seed_slices}/", f"{out}/")
     assert done.returncode == 0, done.stderr
-    reference, _ = read_tiff(slices / "recon_129200_01080.tif")
+    reference, _ = read_tiff(seed_slices / "recon_129200_01080.tif")
     lo, hi = np.percentile(reference.astype(np.float64), [0.1, 99.9])
     assert f"lo={float(lo)!r} hi={float(hi)!r}" in done.stdout and "reference image 1080" in done.stdout
     assert len(tiff_names(out)) == 2159
-    source, _ = read_tiff(slices / "recon_129200_02158.tif")
+    source, _ = read_tiff(seed_slices / "recon_129200_02158.tif")
     image, meta = read_tiff(out / "recon_129200_02158.tif")
     assert_quantised(image, source, float(lo), float(hi), 8)
     assert meta["input_file"] == "recon_129200_02158.tif" and meta["window"]["reference"] == 1080
 
 
-def test_context3_tiff2tiffux_explicit_window(slices, tmp_path):
+def test_context3_tiff2tiffux_explicit_window(seed_slices, tmp_path):
     out = tmp_path / "u8" / "87637"
-    done = run_cli("tiff2tiffux", "-b", "0", "-s", "2159", "-i", "recon_129200_%05d.tif", "-o",
+    done = run_script("tiff2tiffux", "-b", "0", "-s", "2159", "-i", "recon_129200_%05d.tif", "-o",
                    "recon_129200_%05d.tif", "-u", "8", "--lo", "-0.0016974231", "--hi", "0.0016586095",
-                   f"{slices}/", f"{out}/")
+                   f"{seed_slices}/", f"{out}/")
     assert done.returncode == 0, done.stderr
-    source, _ = read_tiff(slices / "recon_129200_00007.tif")
+    source, _ = read_tiff(seed_slices / "recon_129200_00007.tif")
     image, _ = read_tiff(out / "recon_129200_00007.tif")
     assert_quantised(image, source, LO, HI, 8)

@@ -168,15 +168,16 @@ def test_every_rule_has_log_benchmark_conda_and_resources():
 
 
 def test_profiles():
-    local = yaml.safe_load((REPO / "profiles/local/config.yaml").read_text())
-    assert local["scheduler"] == "greedy" and local["rerun-incomplete"] and local["printshellcmds"] and "cores" in local
+    """The workflow profile (applied by Snakemake itself) holds what the workflow needs; the site
+    profiles hold where it runs."""
+    workflow = yaml.safe_load((REPO / "profiles/default/config.yaml").read_text())
+    assert workflow["scheduler"] == "greedy" and workflow["rerun-incomplete"] and workflow["keep-going"]
+    assert {"stats", "window", "shard", "shard_of_kind"} <= set(workflow["set-resources"])
+    assert workflow["groups"]["shard"] in workflow["group-components"]
+    assert yaml.safe_load((REPO / "profiles/local/config.yaml").read_text()) == {"cores": "all"}
     slurm = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
-    assert slurm["executor"] == "slurm" and slurm["scheduler"] == "greedy" and slurm["rerun-incomplete"]
-    for key in ("jobs", "latency-wait", "retries", "groups", "group-components"):
-        assert key in slurm, key
-    assert {"runtime", "mem_mb"} <= set(slurm["default-resources"])
-    assert {"stats", "shard"} <= set(slurm["set-resources"])
-    assert slurm["groups"]["shard"] in slurm["group-components"]
+    assert slurm["executor"] == "slurm" and "jobs" in slurm and "latency-wait" in slurm
+    assert not set(slurm) & set(workflow), "a key in both: the workflow profile would override the site's"
 
 
 # --- the demo batch: config/config.yaml on a fresh clone ----------------------------------------
