@@ -12,6 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from slurm_cluster import SlurmCluster
 
 pytestmark = pytest.mark.slurm
