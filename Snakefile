@@ -1,12 +1,13 @@
 """tomotiff batch workflow: many scans to TIFF images, one command.
 
     snakemake --cores 2                      # the demo batch in config/config.yaml
-    snakemake --profile profiles/local       # the same, with the local profile
-    snakemake --profile profiles/slurm       # on a SLURM cluster
+    snakemake --profile profiles/local       # every core of this machine
+    snakemake --profile slurm                # on SLURM, once profiles/slurm is installed (README)
     snakemake --configfile batch.yaml ...    # your own batch (replaces config/config.yaml)
 
 Outputs per scan: results/{scan}/stats.json and results/{scan}/{u8,u16,f32}/ (TIFFs plus
-manifest.json; with split_keys, in projections/, flats/ and darks/ below each). See README ("Many scans") and config/schema.yaml.
+manifest.json; with split_keys, in projections/, flats/ and darks/ below each). See README ("Many scans")
+and config/README.md. profiles/default, the workflow profile, applies to every run.
 """
 
 from snakemake.utils import min_version
