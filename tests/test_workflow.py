@@ -618,10 +618,10 @@ def test_every_option_matches_the_cli(options, tmp_path):
     assert manifest(results / "glob/u16/manifest.json")["crop"] == [1, 2, 3, 4]
     # crop and bin: (30 - 5) x (34 - 9) pixels, binned 2 x 2
     assert read_tiff(results / "cropbin/u16/cropbin_00003.tif")[0].shape == (12, 12)
-    # compression and ImageJ metadata; the JSON metadata in tag 65000
+    # compression and ImageJ metadata; the JSON metadata in ImageJ's Info
     with tifffile.TiffFile(results / "packed/u8/packed_00007.tif") as tif:
         assert tif.is_imagej and tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
-        assert json.loads(tif.pages[0].tags[65000].value)["index"] == 7
+        assert json.loads(tif.imagej_metadata["Info"])["index"] == 7
     # stack: one file named as its first image (flat 2), one shard for the whole range
     assert tiff_names(results / "stacked/u16") == ["stacked_00002.tif"]
     assert sorted(p.name for p in (results / "stacked/.work/u16").iterdir()) == ["00000-00063.json"]

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterator
 
+from tomotiff.calibration import parse_pixel_size
 from tomotiff.errors import TomotiffError
 from tomotiff.keys import KEY_NAMES, RawScan
 from tomotiff.pattern import DEFAULT_PATTERN, check_pattern
@@ -144,9 +145,21 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "windows": windows,
         "output_pattern": check_pattern(fill(settings["output_pattern"], scan_id, "output_pattern"), "output_pattern"),
         "layout": {"compression": settings["compression"], "imagej": settings["imagej"], "stack": settings["stack"],
-                   "bin": int(settings["bin"])},
+                   "bin": int(settings["bin"]), "pixel_size": _pixel_size(settings["pixel_size"])},
         "shard_size": settings["shard_size"],
     }
+
+
+def _pixel_size(value: float | str | None) -> str | None:
+    """The pixel_size key as --pixel-size takes it (checked now, so a typo fails before any job)."""
+    if value is None:
+        return None
+    text = str(value)
+    try:
+        parse_pixel_size(text)
+    except TomotiffError as exc:
+        raise TomotiffError(f"pixel_size: {str(exc).replace('--pixel-size ', '', 1)}") from None
+    return text
 
 
 def _window(window: dict, depth: str) -> dict:

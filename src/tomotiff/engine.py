@@ -153,8 +153,8 @@ def _write(sink: Sink, images: ImageSet, index: int, image: np.ndarray, source: 
 
 
 def _finish(sink: Sink, entries: list[dict]) -> list[dict]:
-    common = sink.finish()
-    return [{**entry, **common} for entry in entries]
+    per_file = sink.finish()
+    return [{**entry, **per_file.get(entry["file"], {})} for entry in entries]
 
 
 def _map_in_order(work, count: int, workers: int) -> list:

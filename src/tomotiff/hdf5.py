@@ -237,3 +237,9 @@ def _text(value) -> str:
     if isinstance(value, np.ndarray):
         return _text(value.reshape(-1)[0])
     return str(value)
+
+
+def text_attribute(obj: h5py.HLObject, name: str) -> str | None:
+    """An attribute as text (bytes, str or a one-element array of either), or None if absent."""
+    value = obj.attrs.get(name)
+    return None if value is None else _text(value)

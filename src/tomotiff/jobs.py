@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 from tomotiff import __version__, pipeline, synthetic
 from tomotiff.batch import shard_destination, source_request
+from tomotiff.calibration import parse_pixel_size
 from tomotiff.errors import TomotiffError
 from tomotiff.manifest import merge_shards, write_json, write_manifest
 from tomotiff.pattern import DEFAULT_PATTERN
@@ -84,7 +85,8 @@ def shard(spec: dict, window_files: list[str], threads: int, say: Say) -> None:
                        keys=spec["keys"], split_keys=spec["split"],
                        layout=Layout(TiffFormat(layout["compression"], layout["imagej"]), layout["stack"],
                                      layout["bin"]),
-                       scan_range=tuple(spec["scan_range"]))
+                       scan_range=tuple(spec["scan_range"]),
+                       pixel_size=parse_pixel_size(layout["pixel_size"]) if layout.get("pixel_size") else None)
     say(f"scan {spec['id']} {depth}: images {first}..{last} ({request.keys}), {threads} threads")
     if window_chosen is not None:
         say(window_chosen.describe())

@@ -16,8 +16,10 @@ from tomotiff import engine, manifest
 from tomotiff.binning import binned_shape
 from tomotiff.conversion import Conversion, Quantise, crowding_warning, keep_conversion
 from tomotiff.files import directory_lock, prepare_directory
-from tomotiff.pattern import format_name
-from tomotiff.plan import Group, Layout, Plan, Product, Request, make_plan
+from tomotiff.plan import Group, Plan, Product, Request, make_plan
+from tomotiff.calibration import ValueCalibration
+from tomotiff.keys import KEY_NAMES
+from tomotiff.selection import ImageSet
 from tomotiff.sink import Sink, StackSink, TiffSink
 from tomotiff.source import Source
 from tomotiff.window import Window, choose_window, saturation_warning
@@ -30,7 +32,7 @@ def run(request: Request, workers: int = 1, progress: bool = False, say: Say = p
     with request.source.open() as source:
         for note in source.notes():
             warn(note)
-        plan = make_plan(request, source)
+        plan = make_plan(request, source, warn)
         conversions = [conversion_of(source, plan, product, progress, say, warn) for product in request.products]
         return [written for group in plan.groups
                 for written in write_group(source, plan, group, conversions, workers, progress, say)]
@@ -67,8 +69,7 @@ def write_group(source: Source, plan: Plan, group: Group, conversions: list[Conv
             header = manifest.header(plan.describe(), source.begin, source.stop, count,
                                      source.dtype, conversion.out_dtype(source.dtype), conversion.describe(),
                                      request.layout.describe(), request.pattern)
-            sink = _sink(source, target.directory, request.pattern, images.indices, conversion, request.layout,
-                         manifest.image_metadata(header))
+            sink = _sink(source, plan, target.directory, images, conversion, manifest.image_metadata(header))
             headers.append(header)
             outputs.append(engine.Output(conversion, sink, request.layout.binning))
             if count:
@@ -93,15 +94,26 @@ def _counted(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
 
 
-def _sink(source: Source, directory: str, pattern: str, indices: np.ndarray, conversion: Conversion, layout: Layout,
-          metadata: dict) -> Sink:
-    """One file per image, or (``--stack``) one file named as the first image would be."""
-    fmt = layout.format
+def _sink(source: Source, plan: Plan, directory: str, images: ImageSet, conversion: Conversion, metadata: dict) -> Sink:
+    """One file per image, or (``--stack``) one stack named as its first image would be; with the
+    pixel size, and for ImageJ the display range, the value calibration and slice labels."""
+    layout, pattern = plan.request.layout, plan.request.pattern
+    fmt = replace(layout.format, pixel_size_um=None if plan.pixel_size is None else
+                  plan.pixel_size.binned(layout.binning).um)
     if fmt.imagej and isinstance(conversion, Quantise):
-        fmt = replace(fmt, display_range=(0, 2**conversion.bits - 1))
+        window = conversion.window
+        fmt = replace(fmt, display_range=(0, 2**conversion.bits - 1),
+                      calibration=ValueCalibration.of(window.lo, window.hi, conversion.bits, plan.value_unit))
     if not layout.stack:
         return TiffSink(directory, pattern, metadata, fmt)
-    name = format_name(pattern, int(indices[0]))
     shape = binned_shape(source.image_shape, layout.binning)
-    stack_metadata = {**metadata, "indices": [int(i) for i in indices]}
-    return StackSink(directory, name, stack_metadata, fmt, len(indices), shape, conversion.out_dtype(source.dtype))
+    labels = [_label(int(index), images) for index in images.indices]
+    return StackSink(directory, pattern, [int(i) for i in images.indices], metadata, fmt, shape,
+                     conversion.out_dtype(source.dtype), labels)
+
+
+def _label(index: int, images: ImageSet) -> str:
+    """A stack slice's label: its image index, and a raw scan's kind of image."""
+    kind = images.origin(index).get("image_key")
+    names = {code: name[:-1] for name, code in KEY_NAMES.items()}
+    return f"image {index}" if kind is None else f"image {index} ({names.get(kind, f'key {kind}')})"

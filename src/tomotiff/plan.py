@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tomotiff.binning import check_factor
+from tomotiff.calibration import PixelSize
 from tomotiff.errors import TomotiffError
 from tomotiff.keys import KEY_NAMES, RawScan
 from tomotiff.manifest import MANIFEST_NAME
@@ -122,6 +123,7 @@ class Request:
     image_key_path: str | None = None
     layout: Layout = Layout()
     scan_range: tuple[int, int] | None = None
+    pixel_size: PixelSize | None = None  # given (--pixel-size); else the source's, if it records one
 
     def __post_init__(self) -> None:
         if not self.products:
@@ -161,14 +163,24 @@ class Plan:
     keys: RawScan | None  # a raw scan's image keys
     window_images: np.ndarray  # the candidates a window is chosen from (read-only)
     groups: tuple[Group, ...]
+    pixel_size: PixelSize | None = None  # of the source's pixels (before binning)
+    value_unit: str | None = None
 
     def describe(self) -> dict:
-        """The source and, for a raw scan, its image_key dataset (for the metadata)."""
-        return {**self.source_description, **({} if self.keys is None else {"image_key_path": self.keys.path})}
+        """The source, a raw scan's image_key dataset and the output's pixel size (for the metadata)."""
+        described = dict(self.source_description)
+        if self.keys is not None:
+            described["image_key_path"] = self.keys.path
+        if self.pixel_size is not None:
+            described.update(self.pixel_size.binned(self.request.layout.binning).describe())
+        if self.value_unit:
+            described["value_unit"] = self.value_unit
+        return described
 
 
-def make_plan(request: Request, source: Source) -> Plan:
-    """The plan of ``request`` on the opened ``source`` (its metadata and image keys only)."""
+def make_plan(request: Request, source: Source, say=lambda line: None) -> Plan:
+    """The plan of ``request`` on the opened ``source`` (its metadata and image keys only); ``say``
+    hears why a pixel size the source records is not used."""
     check_pattern(request.pattern, "the output pattern")
     check_factor(request.layout.binning, source.image_shape)
     keys = source.image_keys(request.image_key_path, request.needs_keys)
@@ -177,7 +189,10 @@ def make_plan(request: Request, source: Source) -> Plan:
     window_images = np.array(window_images, np.int64)
     window_images.flags.writeable = False
     groups = tuple(Group(images, _targets(request, images.kind)) for images in _image_sets(request, source, keys))
-    return Plan(request, source.describe(), keys, window_images, groups)
+    pixel_size, why_not = (request.pixel_size, None) if request.pixel_size else source.pixel_size()
+    if why_not:
+        say(why_not)
+    return Plan(request, source.describe(), keys, window_images, groups, pixel_size, source.value_unit())
 
 
 def _image_sets(request: Request, source: Source, keys: RawScan | None) -> list[ImageSet]:

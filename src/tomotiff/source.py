@@ -16,6 +16,7 @@ import tifffile
 
 from tomotiff import hdf5
 from tomotiff.buffers import scratch
+from tomotiff.calibration import PixelSize, pixel_size_in_file
 from tomotiff.errors import TomotiffError
 from tomotiff.keys import RawScan, raw_scan
 from tomotiff.pattern import check_pattern, format_name, pattern_index
@@ -57,6 +58,12 @@ class Source(Protocol):
 
     def notes(self) -> list[str]:
         """Warnings about the source the user should read (e.g. files beyond a gap in the numbering)."""
+
+    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
+        """The pixel size the source records, or None and why not (None, None: it records none)."""
+
+    def value_unit(self) -> str | None:
+        """The unit of the pixel values (e.g. an HDF5 dataset's ``units``), if recorded."""
 
     def describe(self) -> dict:
         """Where the images come from, for the metadata and manifest (JSON-able)."""
@@ -175,6 +182,12 @@ class Hdf5Source(_Closing):
 
     def notes(self) -> list[str]:
         return []
+
+    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
+        return pixel_size_in_file(self.file, self.dataset_path)
+
+    def value_unit(self) -> str | None:
+        return hdf5.text_attribute(self.dataset, "units")
 
     def describe(self) -> dict:
         crop = self.selection.crop
@@ -349,6 +362,12 @@ class TiffDirSource(_Closing):
 
     def release(self, first: int, last: int) -> None:
         pass
+
+    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
+        return None, None
+
+    def value_unit(self) -> str | None:
+        return None
 
     def image_keys(self, path: str | None, required: bool) -> RawScan | None:
         if required:
