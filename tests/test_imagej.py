@@ -112,6 +112,13 @@ def test_every_output_kind_opens_right_in_imagej(imagej, ij_recon, tmp_path, kin
     assert facts["info_has_provenance"] == "1"
 
 
+def test_ome_tiff_opens_in_imagej_with_its_pixel_size(imagej, ij_recon, tmp_path):
+    path, _ = written(tmp_path, ij_recon, "u16", "--stack", "--ome")
+    facts = imagej(path)
+    assert facts["dims"].endswith(",1,4,1") and facts["bitdepth"] == "16"
+    assert facts["pixelsize"].split(",")[1:] == ["1.625000000E0", "1.625000000E0"]
+
+
 @pytest.mark.parametrize("compression", ["zlib", "lzw", "packbits"])
 def test_imagej_reads_every_compression_it_is_offered(imagej, ij_recon, tmp_path, compression):
     path, _ = written(tmp_path, ij_recon, "u16", "--imagej", "--stack", "--compression", compression)

@@ -183,3 +183,21 @@ def test_crop_and_bin(choices_recon, tmp_path):
 def test_crop_that_leaves_nothing_is_refused(choices_recon, tmp_path):
     done = run_cli("nxs2tiffux", "-i", "1", "--crop", "20", "20", "0", "0", choices_recon[0], tmp_path / "out")
     assert done.returncode == 2 and "leaves nothing" in done.stderr and not (tmp_path / "out").exists()
+
+
+def test_ome_tiff_holds_valid_ome_xml_with_the_physical_size(choices_recon, tmp_path):
+    ome_types = pytest.importorskip("ome_types", reason="ome-types is a test dependency: pip install -e '.[test]'")
+    done = run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "5", "--stack", "--ome", "--pixel-size", "0.65e-6m",
+                   "-o", "r_%03d.ome.tif", choices_recon[0], tmp_path)
+    assert done.returncode == 0, done.stderr
+    ome = ome_types.from_tiff(tmp_path / "r_000.ome.tif")  # parses and validates against the OME schema
+    pixels = ome.images[0].pixels
+    assert (pixels.size_x, pixels.size_y, pixels.size_z) == tuple(choices_recon[1].shape[i] for i in (2, 0)) + (5,)
+    assert pixels.physical_size_x == pixels.physical_size_y == pixels.physical_size_z == pytest.approx(0.65)
+    assert pixels.physical_size_x_unit.value == "µm"
+    assert json.loads(ome.images[0].description)["indices"] == [0, 1, 2, 3, 4]
+    again = run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "5", "--stack", "--ome", "--pixel-size", "0.65e-6m",
+                    "-o", "r_%03d.ome.tif", choices_recon[0], tmp_path / "again")
+    assert (tmp_path / "again/r_000.ome.tif").read_bytes() == (tmp_path / "r_000.ome.tif").read_bytes()
+    refused = run_cli("nxs2tiffux", "--ome", "--imagej", "-i", "1", choices_recon[0], tmp_path / "both")
+    assert refused.returncode == 2 and "--ome and --imagej" in refused.stderr

@@ -119,6 +119,8 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
             if settings[key] != default:
                 raise TomotiffError(f"{key}: {settings[key]!r} applies to HDF5 raw scans only (image_key); "
                                     f"this scan is a directory of TIFFs")
+    if settings["ome"] and settings["imagej"]:
+        raise TomotiffError("ome and imagej are two ways of describing a file: choose one")
     if settings["split_keys"] and settings["keys"] != "all":
         raise TomotiffError(f"split_keys writes every kind of image, each into its own directory; leave out "
                             f"keys: {settings['keys']} (or drop split_keys)")
@@ -145,7 +147,8 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "windows": windows,
         "output_pattern": check_pattern(fill(settings["output_pattern"], scan_id, "output_pattern"), "output_pattern"),
         "layout": {"compression": settings["compression"], "imagej": settings["imagej"], "stack": settings["stack"],
-                   "bin": int(settings["bin"]), "pixel_size": _pixel_size(settings["pixel_size"])},
+                   "bin": int(settings["bin"]), "pixel_size": _pixel_size(settings["pixel_size"]),
+                   "ome": settings["ome"]},
         "shard_size": settings["shard_size"],
     }
 

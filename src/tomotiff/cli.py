@@ -87,6 +87,9 @@ def _add_layout(parser: argparse.ArgumentParser) -> None:
                        help="ImageJ metadata: dimensions, display range, slice labels, the provenance in Show Info, "
                             "and for 8/16 bits a calibration so that ImageJ measures the original values")
     group.add_argument("--pixel-size", metavar="SIZE", type=parse_pixel_size, default=None,
+    group.add_argument("--ome", action="store_true",
+                       help="OME-TIFF (for Bio-Formats, Fiji and napari): the pixel size as PhysicalSize and the "
+                            "provenance as the image's Description; name the files .ome.tif")
                        help="the pixel size in the sample, e.g. 1.625um or 0.65e-6m (a plain number: micrometres), "
                             "written as the TIFF resolution (default: what the file records, if it does)")
     group.add_argument("--crop", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), default=None,
@@ -199,7 +202,7 @@ def _check_workers(workers: int) -> int:
 
 
 def _layout(args: argparse.Namespace) -> Layout:
-    return Layout(TiffFormat(args.compression, args.imagej), args.stack, args.bin)
+    return Layout(TiffFormat(args.compression, args.imagej, ome=args.ome), args.stack, args.bin)
 
 
 def _crop(args: argparse.Namespace) -> Crop:

@@ -83,8 +83,8 @@ def shard(spec: dict, window_files: list[str], threads: int, say: Say) -> None:
     destination = shard_destination(spec["id"], first, last)
     request = _request(spec, (Product(bits, window_chosen),), destination, begin=first, stop=last + 1,
                        keys=spec["keys"], split_keys=spec["split"],
-                       layout=Layout(TiffFormat(layout["compression"], layout["imagej"]), layout["stack"],
-                                     layout["bin"]),
+                       layout=Layout(TiffFormat(layout["compression"], layout["imagej"], ome=layout["ome"]),
+                                     layout["stack"], layout["bin"]),
                        scan_range=tuple(spec["scan_range"]),
                        pixel_size=parse_pixel_size(layout["pixel_size"]) if layout.get("pixel_size") else None)
     say(f"scan {spec['id']} {depth}: images {first}..{last} ({request.keys}), {threads} threads")

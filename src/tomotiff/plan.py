@@ -81,8 +81,9 @@ class Layout:
     binning: int = 1
 
     def describe(self) -> dict:
-        return {"compression": self.format.compression, "imagej": self.format.imagej, "stack": self.stack,
-                "bin": self.binning}
+        described = {"compression": self.format.compression, "imagej": self.format.imagej, "stack": self.stack,
+                     "bin": self.binning}
+        return {**described, "ome": True} if self.format.ome else described
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import json
 import os
 import queue
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
@@ -58,8 +59,12 @@ class TiffFormat:
     display_range: tuple[float, float] | None = None
     pixel_size_um: float | None = None
     calibration: ValueCalibration | None = None
+    ome: bool = False
 
     def __post_init__(self) -> None:
+        if self.ome and self.imagej:
+            raise TomotiffError("--ome and --imagej are two ways of describing a file: choose one "
+                                "(Fiji reads both; napari and Bio-Formats prefer --ome)")
         if self.compression not in COMPRESSIONS:
             raise TomotiffError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if self.imagej and self.compression not in IMAGEJ_COMPRESSIONS:
@@ -72,10 +77,12 @@ class TiffFormat:
         (whose own text must be there) to ImageJ's Info, which Image > Show Info shows."""
         common = {"compression": COMPRESSIONS[self.compression], "software": f"tomotiff {__version__}",
                   "photometric": "minisblack"}
+        if not self.imagej and self.pixel_size_um is not None:  # libtiff, GDAL, ImageJ read cm (ImageJ shows µm)
+            per_cm = 1e4 / self.pixel_size_um
+            common.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
+        if self.ome:
+            return {**common, **self._ome(metadata, pages)}
         if not self.imagej:
-            if self.pixel_size_um is not None:  # ImageJ, libtiff and GDAL read centimetres (ImageJ shows µm)
-                per_cm = 1e4 / self.pixel_size_um
-                common.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
             return {**common, "description": metadata, "metadata": None, "byteorder": "<"}
         imagej: dict = {"axes": "ZYX" if pages > 1 else "YX", "Info": metadata}
         shown = display_range or self.display_range
@@ -89,6 +96,17 @@ class TiffFormat:
         if labels:
             imagej["Labels"] = labels
         return {**common, "imagej": True, "metadata": imagej}
+
+
+    def _ome(self, metadata: str, pages: int) -> dict:
+        """OME-TIFF (tifffile's writer): the pixel size as PhysicalSize, the JSON as the image's
+        Description, and a UUID derived from it, so the same image gives the same bytes."""
+        axes = "ZYX" if pages > 1 else "YX"
+        ome: dict = {"axes": axes, "Description": metadata, "UUID": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, metadata)}"}
+        if self.pixel_size_um is not None:
+            for axis in axes[-3:] if pages > 1 else axes:
+                ome.update({f"PhysicalSize{axis}": self.pixel_size_um, f"PhysicalSize{axis}Unit": "µm"})
+        return {"ome": True, "metadata": ome, "byteorder": "<"}
 
 
 def finite_range(image: np.ndarray) -> tuple[float, float] | None:
