@@ -47,10 +47,18 @@ def test_an_input_pattern_without_a_field_blames_the_option_typed(tmp_path, caps
     assert "-i/--input-pattern 'recon.tif' must hold exactly one integer field" in one_error_line(capsys)
 
 
-def test_a_file_given_as_input_directory_says_it_is_a_file(tmp_path, capsys):
+def test_a_single_tiff_file_given_as_input_is_read_as_a_one_page_stack(tmp_path):
     (path,) = synthetic.write_tiff_dir(str(tmp_path), count=1)
-    assert tiff2tiffux_main([path, str(tmp_path / "out")]) == 2
-    assert "is a file, not a directory of TIFFs" in one_error_line(capsys)
+    assert tiff2tiffux_main(["-q", path, str(tmp_path / "out")]) == 0
+    entries = json.loads((tmp_path / "out/manifest.json").read_text())["images"]
+    assert [(entry["index"], entry["input_page"]) for entry in entries] == [(0, 0)]
+
+
+def test_an_output_that_would_overwrite_the_input_stack_is_refused(tmp_path, capsys):
+    (path,) = synthetic.write_tiff_dir(str(tmp_path), "image_%05d.tif", count=1)
+    before = open(path, "rb").read()
+    assert tiff2tiffux_main([path, str(tmp_path)]) == 2
+    assert "would overwrite the input stack" in one_error_line(capsys) and open(path, "rb").read() == before
 
 
 def test_hidden_output_names_are_refused(gda_scan, tmp_path, capsys):

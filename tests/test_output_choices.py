@@ -201,3 +201,33 @@ def test_ome_tiff_holds_valid_ome_xml_with_the_physical_size(choices_recon, tmp_
     assert (tmp_path / "again/r_000.ome.tif").read_bytes() == (tmp_path / "r_000.ome.tif").read_bytes()
     refused = run_cli("nxs2tiffux", "--ome", "--imagej", "-i", "1", choices_recon[0], tmp_path / "both")
     assert refused.returncode == 2 and "--ome and --imagej" in refused.stderr
+
+
+@pytest.mark.parametrize("layout", ["imagej", "tifffile", "bigtiff", "imagej_hyperstack"])
+def test_tiff2tiffux_reads_a_stack_page_by_page(tmp_path, layout):
+    volume = np.random.default_rng(3).normal(0, 1, (9, 10, 12)).astype(np.float32)
+    path = tmp_path / "stack.tif"
+    if layout == "imagej":
+        tifffile.imwrite(path, volume, imagej=True, metadata={"axes": "ZYX"})
+    elif layout == "imagej_hyperstack":  # one channel and one frame: axes TZCYX in ImageJ's terms
+        tifffile.imwrite(path, volume[np.newaxis, :, np.newaxis], imagej=True, metadata={"axes": "TZCYX"})
+    else:
+        tifffile.imwrite(path, volume, photometric="minisblack", bigtiff=layout == "bigtiff")
+    done = run_cli("tiff2tiffux", "-q", "-b", "2", "-s", "7", "-r", "4", "-p", "1", "-u", "16", path, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    manifest = json.loads((tmp_path / "out/manifest.json").read_text())
+    assert manifest["window"]["reference"] == 4 and manifest["input_pages"] == 9
+    assert [(e["index"], e["input_page"]) for e in manifest["images"]] == [(i, i) for i in range(2, 7)]
+    for index in range(2, 7):
+        assert_quantised(tifffile.imread(tmp_path / "out" / f"image_{index:05d}.tif"), volume[index],
+                         manifest["lo"], manifest["hi"], 16)
+    stacked = run_cli("tiff2tiffux", "-q", "-s", "3", "--lo", "-1", "--hi", "1", "--stack", path, tmp_path / "st")
+    assert stacked.returncode == 0 and len(tifffile.TiffFile(tmp_path / "st/image_00000.tif").pages) == 3
+
+
+def test_a_stack_of_several_channels_is_refused_naming_its_axes(tmp_path):
+    path = tmp_path / "rgb.tif"
+    tifffile.imwrite(path, np.zeros((3, 2, 8, 9), np.uint8), imagej=True, metadata={"axes": "ZCYX"})
+    done = run_cli("tiff2tiffux", path, tmp_path / "out")
+    assert done.returncode == 2 and "single-channel" in done.stderr and "ZCYX" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -175,7 +175,9 @@ def _nxs2tiffux_parser() -> argparse.ArgumentParser:
 def _tiff2tiffux_parser() -> argparse.ArgumentParser:
     parser = _parser("tiff2tiffux", "Reduce a directory of TIFF images to 8- or 16-bit unsigned TIFFs.",
                      EPILOG_TIFF2TIFFUX)
-    parser.add_argument("input_dir", metavar="INPUT_DIR", help="directory of single-image TIFF files")
+    parser.add_argument("input_dir", metavar="INPUT",
+                        help="a directory of single-image TIFF files named by -i, or one multi-page TIFF (an ImageJ "
+                             "or tifffile stack, BigTIFF): its images are numbered by page, and -b/-s/-r count pages")
     parser.add_argument("output_dir", metavar="OUTPUT_DIR", help="directory for the TIFFs (created if missing)")
     parser.add_argument("-i", "--input-pattern", default=DEFAULT_PATTERN, metavar="FMT",
                         help="printf-style input file name, e.g. recon_129200_%%05d.tif")
@@ -252,6 +254,15 @@ def _tiff2tiffux(args: argparse.Namespace) -> None:
 def _refuse_overwriting_inputs(source: SourceRequest, output_dir: str, pattern: str) -> None:
     """Writing into the input directory is fine only if no output name is an input name."""
     if not os.path.isdir(output_dir) or not os.path.isdir(source.path) or not os.path.samefile(source.path, output_dir):
+    if os.path.isfile(source.path):  # a stack: no output may be the stack itself
+        with source.open() as opened:
+            clash = next((i for i in range(opened.begin, opened.stop) if os.path.exists(
+                candidate := os.path.join(output_dir, format_name(pattern, i))) and os.path.samefile(candidate, source.path)),
+                None)
+        if clash is not None:
+            raise TomotiffError(f"output {format_name(pattern, clash)} would overwrite the input stack {source.path}; "
+                                "give another OUTPUT_DIR or -o/--output-pattern")
+        return
         return
     with source.open() as opened:
         begin, stop = opened.begin, opened.stop

@@ -29,8 +29,8 @@ SOURCE_KINDS = ("hdf5", "tiff")
 @dataclass(frozen=True)
 class SourceRequest:
     """Where the images come from: an HDF5 dataset (``dataset``: None for the NeXus default signal,
-    images along ``axis``) or a directory of TIFFs named by ``input_pattern``; images begin..stop-1
-    (stop None: to the end), each cropped by ``crop``."""
+    images along ``axis``), a directory of TIFFs named by ``input_pattern``, or one multi-page TIFF
+    (its pages); images begin..stop-1 (stop None: to the end), each cropped by ``crop``."""
 
     path: str
     kind: str = "hdf5"
@@ -47,6 +47,10 @@ class SourceRequest:
 
     def open(self) -> Source:
         """The source, opened read-only (a context manager)."""
+        if self.kind == "tiff" and os.path.isfile(self.path):  # one multi-page file: images numbered by page
+            from tomotiff.tiff_stack import TiffStackSource
+
+            return TiffStackSource(self.path, self.begin, self.stop, self.crop)
         if self.kind == "tiff":
             return TiffDirSource(self.path, self.input_pattern, self.begin, self.stop, self.crop)
         return Hdf5Source(self.path, self.dataset, self.axis, self.begin, self.stop, self.crop)

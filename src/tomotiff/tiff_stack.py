@@ -1,0 +1,101 @@
+"""A multi-page TIFF read as a sequence of images numbered by page (the *source* stage for
+``tiff2tiffux STACK.tif``): ImageJ stacks and hyperstacks with one channel and one frame,
+tifffile stacks, BigTIFF, and ImageJ's own contiguous format past 4 GiB."""
+
+import os
+import threading
+from collections.abc import Iterator
+
+import numpy as np
+import tifffile
+
+from tomotiff.buffers import scratch
+from tomotiff.calibration import PixelSize
+from tomotiff.errors import TomotiffError
+from tomotiff.keys import RawScan
+from tomotiff.selection import Crop
+from tomotiff.source import TILE_BYTES, _blocks_of, _Closing
+
+
+class TiffStackSource(_Closing):
+    """Pages begin..stop-1 of one multi-page TIFF (its first series), each cropped by ``crop``."""
+
+    chunk_depth = 1
+
+    def __init__(self, path: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
+        self.path = path
+        try:
+            self._tif = tifffile.TiffFile(path)
+            series = self._tif.series[0]
+        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
+            raise TomotiffError(f"cannot read {path} as a TIFF stack: {str(exc).splitlines()[0]}") from None
+        shape = tuple(n for n, axis in zip(series.shape, series.axes) if axis not in "YX" and n > 1)
+        if len(shape) > 1 or series.dtype.kind not in "uifb" or len(series.shape) - series.shape.count(1) > 3:
+            self._tif.close()
+            raise TomotiffError(f"{path} holds {series.axes} {series.shape} {series.dtype}; tiff2tiffux reads stacks of "
+                                "single-channel numeric images (one channel, one frame)")
+        self.length = shape[0] if shape else 1
+        self.full_shape = (series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")])
+        self.dtype = np.dtype(series.dtype).newbyteorder("=")
+        stop = self.length if stop is None else stop
+        if not 0 <= begin < self.length or not begin < stop <= self.length:
+            self._tif.close()
+            raise TomotiffError(f"-b/--begin {begin} -s/--stop {stop}: {path} has {self.length} pages "
+                                f"(0..{self.length - 1}; stop is exclusive)")
+        self.begin, self.stop = begin, stop
+        self.crop = crop.check(*self.full_shape)
+        self._rows, self._cols = crop.rows(self.full_shape[0]), crop.cols(self.full_shape[1])
+        self.image_shape = (len(range(self.full_shape[0])[self._rows]), len(range(self.full_shape[1])[self._cols]))
+        self._lock = threading.Lock()  # one file handle: pages are read one at a time
+
+    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
+        image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
+        return _blocks_of(indices, 1, max(1, TILE_BYTES // image_bytes))
+
+    def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
+        buffer = scratch("read", (last - first, *self.full_shape), self.dtype)
+        for offset in range(last - first):
+            buffer[offset] = self._page(first + offset)
+        yield slice(None), buffer[:, self._rows, self._cols]
+
+    def read_image(self, index: int) -> np.ndarray:
+        if not 0 <= index < self.length:
+            raise TomotiffError(f"reference image -r {index} does not exist: {self.path} has {self.length} pages "
+                                f"(0..{self.length - 1})")
+        return np.array(self._page(index)[self._rows, self._cols])
+
+    def _page(self, index: int) -> np.ndarray:
+        try:
+            with self._lock:
+                return self._tif.series[0].asarray(key=index).reshape(self.full_shape)
+        except (OSError, ValueError, tifffile.TiffFileError) as exc:
+            raise TomotiffError(f"cannot read page {index} of {self.path}: {str(exc).splitlines()[0]}") from None
+
+    def release(self, first: int, last: int) -> None:
+        pass
+
+    def notes(self) -> list[str]:
+        return []
+
+    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
+        return None, None
+
+    def value_unit(self) -> str | None:
+        return None
+
+    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
+        if required:
+            raise TomotiffError("TIFF files carry no image_key: --keys, --split-keys and --image-key-path "
+                                "apply to HDF5 raw scans only")
+        return None
+
+    def describe(self) -> dict:
+        crop = self.crop
+        return {"source": os.path.abspath(self.path), "input_pages": self.length,
+                "crop": [crop.top, crop.bottom, crop.left, crop.right]}
+
+    def image_origin(self, index: int) -> dict:
+        return {"input_page": index}
+
+    def close(self) -> None:
+        self._tif.close()
