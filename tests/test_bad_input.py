@@ -1,13 +1,18 @@
 """Every bad input: one line on stderr naming the fix, exit code 2, no traceback, nothing written."""
 
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import tifffile
-from conftest import run_cli
 
+from conftest import BIN, Run, run_cli
 from tomotiff import synthetic
 
 
@@ -122,3 +127,81 @@ def test_output_directory_not_writable(data, tmp_path):
     blocker.write_text("x")
     done = run_cli("nxs2tiffux", "-i", "1", data / "recon.nxs", blocker / "out")
     assert_clean_failure(done, "cannot create output directory")
+
+
+NOBODY = 65534  # root reads every file: a file without read permission is unreadable only to another user
+
+
+@pytest.fixture
+def shared(tmp_path) -> Iterator[Path]:
+    """A directory uid 65534 can enter (pytest's tmp_path is private to root): under /tmp, mode 755,
+    holding a readable recon.nxs, a directory of readable TIFFs, and ``w/``, writable by anyone, so
+    that an output directory the command must not create could have been."""
+    if os.geteuid() != 0:
+        pytest.skip("not run as root: cannot run a command as uid 65534 to be denied a file (root reads every file)")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed: cannot run a command as uid 65534")
+    root = Path(tempfile.mkdtemp(prefix="tomotiff-unreadable-", dir="/tmp"))
+    try:
+        root.chmod(0o755)
+        synthetic.write_savu_recon(str(root / "recon.nxs"), height=8, count=10, width=6)
+        synthetic.write_tiff_dir(str(root / "tiffs"), "s_%03d.tif", count=4, height=4, width=5)
+        (root / "tiffs").chmod(0o755)
+        (root / "w").mkdir(mode=0o777)
+        (root / "w").chmod(0o777)  # mkdir's mode is masked by the umask
+        yield root
+    finally:
+        shutil.rmtree(root)
+
+
+def run_as_nobody(command: str, *args: object) -> Run:
+    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
+                           str(BIN / command), *map(str, args)],
+                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return Run(done.returncode, done.stdout, done.stderr)
+
+
+def test_another_user_converts_readable_files(shared):
+    """The control: as uid 65534 the same files convert, so each failure below is the permission's."""
+    assert run_as_nobody("nxs2tiffux", "-q", "-i", "1", shared / "recon.nxs", shared / "w" / "u8").returncode == 0
+    assert run_as_nobody("tiff2tiffux", "-q", "-i", "s_%03d.tif", shared / "tiffs", shared / "w" / "t").returncode == 0
+    assert len(list((shared / "w" / "u8").glob("*.tif"))) == 10 and len(list((shared / "w" / "t").glob("*.tif"))) == 4
+
+
+@pytest.mark.parametrize("command", ["nxs2tiff", "nxs2tiffux"])
+def test_unreadable_hdf5_file(shared, command):
+    (shared / "recon.nxs").chmod(0o000)
+    out = shared / "w" / "out"
+    done = run_as_nobody(command, "--fp" if command == "nxs2tiff" else "-q", "-i", "1", shared / "recon.nxs", out)
+    assert_clean_failure(done, f"cannot read {shared / 'recon.nxs'}: permission denied", "chmod a+r", out=out)
+
+
+@pytest.mark.parametrize("unreadable", ["s_000.tif", "s_002.tif"], ids=["first", "later"])
+def test_unreadable_tiff_file(shared, unreadable):
+    """Every input file is checked when the directory is opened: a later one too, before any output."""
+    (shared / "tiffs" / unreadable).chmod(0o000)
+    out = shared / "w" / "out"
+    done = run_as_nobody("tiff2tiffux", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", shared / "tiffs", out)
+    assert_clean_failure(done, f"cannot read {shared / 'tiffs' / unreadable}: permission denied", out=out)
+
+
+def test_unreadable_tiff_directory(shared):
+    (shared / "tiffs").chmod(0o700)
+    out = shared / "w" / "out"
+    done = run_as_nobody("tiff2tiffux", "-i", "s_%03d.tif", shared / "tiffs", out)
+    assert_clean_failure(done, f"cannot list directory {shared / 'tiffs'}: permission denied", out=out)
+
+
+def test_unreadable_manifest(shared):
+    assert run_cli("nxs2tiff", "-q", "--fp", "-i", "1", shared / "recon.nxs", shared / "w" / "f32").returncode == 0
+    (shared / "w" / "f32" / "manifest.json").chmod(0o000)
+    assert_clean_failure(run_as_nobody("tomotiff", "verify", shared / "w" / "f32"), "cannot read manifest",
+                         "Permission denied")
+
+
+@pytest.mark.xfail(strict=True, reason="tomotiff.manifest.verify catches only FileNotFoundError when it opens an "
+                                       "image: PermissionError is a traceback (the fix belongs in manifest.py)")
+def test_unreadable_image_in_verify(shared):
+    assert run_cli("nxs2tiff", "-q", "--fp", "-i", "1", shared / "recon.nxs", shared / "w" / "f32").returncode == 0
+    (shared / "w" / "f32" / "image_00002.tif").chmod(0o000)
+    assert_clean_failure(run_as_nobody("tomotiff", "verify", shared / "w" / "f32"), "image_00002.tif")

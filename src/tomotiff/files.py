@@ -1,5 +1,6 @@
-"""Writing files safely (the *sink* and *manifest* stages share it): atomic writes, checksums,
-output directories and the lock that keeps two runs out of one directory.
+"""Files on disk, safely: input files checked before anything opens them, and (the *sink* and
+*manifest* stages share it) atomic writes, checksums, output directories and the lock that keeps
+two runs out of one directory.
 
 Every file tomotiff writes appears under its final name only once it is complete: it is
 written under a hidden temporary name in the same directory, then renamed (atomic on POSIX).
@@ -10,6 +11,7 @@ import errno
 import fcntl
 import mmap
 import os
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import BinaryIO, TypeVar
@@ -37,6 +39,31 @@ def file_checksum(handle: BinaryIO) -> str:
         with mmap.mmap(fd, min(_CHECKSUM_WINDOW, size - offset), access=mmap.ACCESS_READ, offset=offset) as window:
             hasher.update(window)
     return hasher.hexdigest()
+
+
+def check_input_file(path: str, expected: str) -> None:
+    """Refuse, in one line, an input that is missing, not a regular file, empty or unreadable;
+    ``expected`` says what to give instead. Checked with os.stat before anything opens the file,
+    because opening a FIFO for reading blocks until a writer appears (a hang, not an error), and
+    before any output is written, so that a bad input found later leaves no half-made output."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        raise TomotiffError(f"input file not found: {path}") from None
+    except OSError as exc:
+        raise TomotiffError(f"cannot reach {path}: {exc.strerror}; check the path and its directories' "
+                            "permissions") from None
+    if stat.S_ISDIR(found.st_mode):
+        raise TomotiffError(f"{path} is a directory; {expected}")
+    if not stat.S_ISREG(found.st_mode):
+        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(found.st_mode) else
+                "a socket" if stat.S_ISSOCK(found.st_mode) else "a device")
+        raise TomotiffError(f"{path} is {kind}, not a regular file; {expected}")
+    if found.st_size == 0:
+        raise TomotiffError(f"{path} is empty (0 bytes); copy it again, or wait until its writer has finished")
+    if not os.access(path, os.R_OK):
+        raise TomotiffError(f"cannot read {path}: permission denied; ask its owner for read access (chmod a+r) "
+                            "or copy it somewhere you can read it")
 
 
 def temporary_name(name: str) -> str:

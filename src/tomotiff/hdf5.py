@@ -6,28 +6,37 @@ error can name the missing target instead of HDF5's generic 'unable to open'.
 """
 
 import os
+import re
 from collections.abc import Iterator
 
 import h5py
 import numpy as np
 
 from tomotiff.errors import TomotiffError
+from tomotiff.files import check_input_file
 
 _MAX_LISTED = 12
 
 
 def open_file(path: str, rdcc_nbytes: int = 1 << 20) -> h5py.File:
-    """Open ``path`` read-only, with a clear error for a missing or non-HDF5 file."""
-    if not os.path.exists(path):
-        raise TomotiffError(f"input file not found: {path}")
-    if os.path.isdir(path):
-        raise TomotiffError(f"{path} is a directory; nxs2tiff reads an HDF5/NeXus file (use tiff2tiffux for TIFF directories)")
+    """Open ``path`` read-only, with a one-line error for anything but a complete, readable HDF5
+    file: missing, a directory, a FIFO (which would hang), empty, unreadable, not HDF5, truncated,
+    locked by its writer."""
+    check_input_file(path, "nxs2tiff reads an HDF5/NeXus file (use tiff2tiffux for TIFF directories)")
     try:
         return h5py.File(path, "r", rdcc_nbytes=rdcc_nbytes)
     except OSError as exc:
         if not h5py.is_hdf5(path):
             raise TomotiffError(f"{path} is not an HDF5 file; give an HDF5/NeXus file (.nxs, .h5, .hdf)") from None
-        raise TomotiffError(f"cannot open {path}: {exc}") from None
+        reason = str(exc).splitlines()[0]
+        truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", reason)
+        if truncated:
+            raise TomotiffError(f"{path} is truncated: it has {truncated[1]} of the {truncated[2]} bytes HDF5 expects; "
+                                "copy it again (or wait until its writer has finished)") from None
+        if "unable to lock file" in reason:
+            raise TomotiffError(f"{path} is locked by a program writing it (HDF5 file locking); wait until it has "
+                                "finished, or set HDF5_USE_FILE_LOCKING=FALSE to read it as it is") from None
+        raise TomotiffError(f"cannot open {path}: {reason}; if it is damaged or was cut short, copy it again") from None
 
 
 def find_dataset(file: h5py.File, path: str | None) -> tuple[str, h5py.Dataset]:

@@ -5,10 +5,14 @@ Both are opened lazily and read in blocks of whole images aligned to the storage
 small and no chunk is decoded twice.
 """
 
+import logging
 import math
 import mmap
 import os
+import re
+import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 import numpy as np
@@ -18,6 +22,7 @@ from tomotiff import hdf5
 from tomotiff.buffers import scratch
 from tomotiff.calibration import PixelSize, pixel_size_in_file
 from tomotiff.errors import TomotiffError
+from tomotiff.files import check_input_file
 from tomotiff.keys import RawScan, raw_scan
 from tomotiff.pattern import check_pattern, format_name, pattern_index
 from tomotiff.selection import Crop, Selection, select
@@ -103,6 +108,16 @@ def _blocks_of(indices: np.ndarray, align: int, depth: int) -> list[tuple[int, i
     return [block for run in runs if run.size for block in _even_blocks(int(run[0]), int(run[-1]) + 1, align, depth)]
 
 
+# What h5py raises for damaged metadata (a flipped byte in a B-tree, a heap, a name): HDF5's message
+# as OSError, RuntimeError or KeyError, or a name that is not UTF-8.
+_DAMAGED_HDF5 = (OSError, RuntimeError, KeyError, UnicodeError)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message, unquoted (KeyError quotes it) and cut to its first line."""
+    return str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).splitlines()[0]
+
+
 class Hdf5Source(_Closing):
     """Images along ``axis`` of an HDF5 dataset, read with ``read_direct`` into reused buffers."""
 
@@ -115,6 +130,10 @@ class Hdf5Source(_Closing):
             if self.dataset.dtype.kind not in "uifb":
                 raise TomotiffError(f"dataset {self.dataset_path} has type {self.dataset.dtype}; images must be numeric")
             self.selection: Selection = select(self.dataset.shape, axis, begin, stop, crop)
+        except _DAMAGED_HDF5 as exc:
+            self.file.close()
+            raise TomotiffError(f"cannot read the structure of {path}: {_first_line(exc)}; the file is damaged, "
+                                "copy it again from where it was written") from None
         except Exception:
             self.file.close()
             raise
@@ -246,11 +265,97 @@ class ContiguousBytes:
         self.map.close()
 
 
-def _only_page(tif: tifffile.TiffFile, path: str) -> tifffile.TiffPage:
-    """The one page of a file; a multi-page file is an error naming it."""
+TIFF_EXPECTED = "tiff2tiffux reads one TIFF file per image, named by -i/--input-pattern"
+
+
+class _TifffileWarnings(logging.Filter):
+    """tifffile reports some damage only by logging a warning (a first IFD offset past the end of the
+    file: a warning, then no pages), which Python prints as a line of its own before tomotiff's one-line
+    error. While a thread reads an input TIFF its warnings are caught here, for the error to name;
+    all others pass as before."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._local = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        caught = getattr(self._local, "caught", None)
+        if caught is None:
+            return True
+        caught.append(re.sub(r"^<[^>]*> ", "", record.getMessage()))  # without the object's repr
+        return False
+
+    @contextmanager
+    def catching(self) -> Iterator[list[str]]:
+        self._local.caught = caught = []
+        try:
+            yield caught
+        finally:
+            self._local.caught = None
+
+
+_TIFFFILE_LOG = logging.getLogger("tifffile")
+_TIFFFILE_WARNINGS = _TifffileWarnings()
+_TIFFFILE_LOG.addFilter(_TIFFFILE_WARNINGS)
+
+
+@contextmanager
+def _reading(path: str) -> Iterator[tifffile.TiffFile]:
+    """``path`` open as a TIFF. Failing to read it is one line naming the file and what tifffile
+    logged about it; the warnings of a file read in full are logged afterwards, as tifffile would.
+
+    Any exception while the file is open is its failure: a damaged file makes tifffile and its
+    codecs raise nearly anything (struct.error from a short header, TypeError from a tag of the
+    wrong type, a codec's error from a bad strip), and what runs inside only interprets the file."""
+    with _TIFFFILE_WARNINGS.catching() as caught:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                yield tif
+        except TomotiffError as exc:
+            raise TomotiffError(f"{exc}{_said(caught)}") from None
+        except OSError as exc:
+            raise TomotiffError(f"cannot read {path}: {exc.strerror or exc}{_said(caught)}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:
+            raise TomotiffError(f"cannot read {path}: {_first_line(exc)}{_said(caught)}; the file is damaged or not "
+                                "a TIFF, copy it again") from None
+    for message in caught:
+        _TIFFFILE_LOG.warning(message)
+
+
+def _said(caught: list[str]) -> str:
+    return f" (tifffile: {caught[0]})" if caught else ""
+
+
+def _image_page(tif: tifffile.TiffFile, path: str) -> tuple[tifffile.TiffPage, tuple[int, int]]:
+    """The one page of a file and its rows and columns (the page's length and width: a 1 x N
+    image is an image, not a line). It must hold one single-channel numeric image, and the file all
+    of its data: a truncated file, or one whose damaged size would be read as zeros or not fit in
+    memory, is an error when it is opened, before anything is written."""
     if len(tif.pages) != 1:
-        raise TomotiffError(f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
-    return tif.pages[0]
+        raise TomotiffError(f"{path} holds no image: the file is damaged or truncated; copy it again" if not tif.pages
+                            else f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
+    page = tif.pages[0]
+    if page.samplesperpixel != 1 or page.imagedepth != 1 or page.dtype is None or page.dtype.kind not in "uifb":
+        raise TomotiffError(f"{path} is not a single-channel numeric image (shape {page.shape}, type {page.dtype})")
+    rows, cols = page.imagelength, page.imagewidth
+    end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
+    if end > tif.filehandle.size:
+        raise TomotiffError(f"{path} is truncated: its image data ends at byte {end}, the file at "
+                            f"{tif.filehandle.size}; copy it again")
+    declared, held = math.ceil(cols * page.bitspersample / 8) * rows, sum(page.databytecounts)
+    short = page.compression == tifffile.COMPRESSION.NONE and held < declared
+    if min(rows, cols) < 1 or short or rows * cols * page.dtype.itemsize > _MEMORY:
+        raise TomotiffError(f"{path} is damaged: it declares a {rows} x {cols} image of {page.dtype} ({declared} "
+                            f"bytes) but holds {held} bytes of image data; copy it again")
+    return page, (rows, cols)
+
+
+_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no real image is larger
+
+
+_MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no real image is larger
 
 
 class TiffDirSource(_Closing):
@@ -260,8 +365,14 @@ class TiffDirSource(_Closing):
         if os.path.isfile(directory):
             raise TomotiffError(f"{directory} is a file, not a directory of TIFFs (one image per file, "
                                 "named by the input pattern)")
+        if os.path.exists(directory) and not os.path.isdir(directory):
+            raise TomotiffError(f"{directory} is neither a directory nor a regular file (a FIFO, socket or device); "
+                                "give a directory of TIFFs or one multi-page TIFF")
         if not os.path.isdir(directory):
             raise TomotiffError(f"input directory not found: {directory}")
+        if not os.access(directory, os.R_OK | os.X_OK):
+            raise TomotiffError(f"cannot list directory {directory}: permission denied; ask its owner for access "
+                                "(chmod a+rx) or copy the TIFFs somewhere you can read them")
         self.directory = directory
         self.pattern = check_pattern(pattern, "-i/--input-pattern")
         if begin < 0:
@@ -271,6 +382,8 @@ class TiffDirSource(_Closing):
         self.begin = begin
         self.stop = self._find_stop(begin) if stop is None else self._check_stop(begin, stop)
         self._beyond = self._numbered_beyond(self.stop) if stop is None else []
+        for index in range(self.begin, self.stop):  # each a readable file, or nothing is written
+            check_input_file(self.path(index), TIFF_EXPECTED)
         self.chunk_depth = 1
         self.dtype, self.full_shape = self._open(begin)
         self.crop = crop.check(*self.full_shape)
@@ -317,16 +430,9 @@ class TiffDirSource(_Closing):
     def _open(self, index: int) -> tuple[np.dtype, tuple[int, int]]:
         """dtype and 2-D shape of one file, which must hold exactly one numeric image."""
         path = self.path(index)
-        try:
-            with tifffile.TiffFile(path) as tif:
-                page = _only_page(tif, path)
-                shape = tuple(d for d in page.shape if d != 1) or (1, 1)
-                dtype = np.dtype(page.dtype)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise TomotiffError(f"cannot read {path}: {exc}") from None
-        if len(shape) != 2 or dtype.kind not in "uifb":
-            raise TomotiffError(f"{path} is not a single-channel numeric image (shape {page.shape}, type {dtype})")
-        return dtype.newbyteorder("="), shape
+        with _reading(path) as tif:
+            page, shape = _image_page(tif, path)
+            return page.dtype.newbyteorder("="), shape
 
     def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
         image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
@@ -341,24 +447,21 @@ class TiffDirSource(_Closing):
     def read_image(self, index: int) -> np.ndarray:
         if not os.path.exists(self.path(index)):
             raise TomotiffError(f"reference image -r {index} does not exist: no file {self.path(index)}")
-        self._open(index)
+        check_input_file(self.path(index), TIFF_EXPECTED)
         image = np.empty(self.full_shape, self.dtype)
         self._read_into(index, image)
         return image[self._rows, self._cols]
 
     def _read_into(self, index: int, out: np.ndarray) -> None:
         path = self.path(index)
-        try:
-            with tifffile.TiffFile(path) as tif:
-                page = _only_page(tif, path)
-                if tuple(d for d in page.shape if d != 1) != self.full_shape:
-                    raise TomotiffError(f"{path} has shape {page.shape}, unlike the first image's {self.full_shape}")
-                if page.dtype.newbyteorder("=") != self.dtype:
-                    out[...] = page.asarray()
-                else:
-                    page.asarray(out=out.reshape(page.shape))
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise TomotiffError(f"cannot read {path}: {exc}") from None
+        with _reading(path) as tif:
+            page, shape = _image_page(tif, path)
+            if shape != self.full_shape:
+                raise TomotiffError(f"{path} has shape {shape}, unlike the first image's {self.full_shape}")
+            if page.dtype.newbyteorder("=") != self.dtype:
+                out[...] = page.asarray()
+            else:
+                page.asarray(out=out.reshape(page.shape))
 
     def release(self, first: int, last: int) -> None:
         pass
