@@ -1,10 +1,10 @@
 """Hostile inputs to every command (nxs2tiff, nxs2tiffux, tiff2tiffux, tomotiff verify): each is one
 line on stderr saying what is wrong, exit code 2, no traceback and no output directory; nothing
-hangs.
+hangs; a reader that leaves the pipe early stops nothing.
 
 In-process (``*_main(argv)``) wherever a subprocess would prove nothing more: an exception that
 escapes is the traceback, and fails the test. Subprocesses where they are the point: a FIFO (a hang
-is caught by a timeout) and a file locked by its writer.
+is caught by a timeout), a file locked by its writer, and a pipe whose reader has gone.
 """
 
 import json
@@ -12,6 +12,7 @@ import os
 import random
 import re
 import struct
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from conftest import assert_quantised, run_script
+from conftest import BIN, assert_quantised, run_script, tiff_names
 from tomotiff import synthetic
 from tomotiff.cli import nxs2tiff_main, nxs2tiffux_main, tiff2tiffux_main, tomotiff_main
 
@@ -339,3 +340,50 @@ def test_warnings_of_a_tiff_that_reads_are_still_logged(good_tiffs, tmp_path, ca
     assert tiff2tiffux_main(["-q", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", str(directory),
                              str(tmp_path / "out")]) == 0
     assert any("193" in record.getMessage() and record.name == "tifffile" for record in caplog.records)
+
+
+# A reader that leaves early
+
+
+def images_complete(out: Path, count: int) -> None:
+    assert len(tiff_names(out)) == count and (out / "manifest.json").exists()
+    assert tomotiff_main(["verify", str(out)]) == 0
+
+
+@pytest.mark.parametrize("both", [False, True], ids=["stdout", "stdout-and-stderr"])
+@pytest.mark.parametrize("command", ["nxs2tiff", "nxs2tiffux", "tiff2tiffux"])
+def test_a_closed_pipe_stops_nothing(hostile, tmp_path, command, both):
+    """The reader closes the pipe before the first line (``cmd | head -c0``): every image and the
+    manifest are still written, the exit code is 0, and stderr holds no traceback."""
+    out = tmp_path / "out"
+    if command == "tiff2tiffux":
+        synthetic.write_tiff_dir(str(tmp_path / "in"), "s_%03d.tif", count=5, height=8, width=6)
+        args, count = ["-i", "s_%03d.tif", tmp_path / "in", out], 5
+    else:
+        args, count = ["--fp" if command == "nxs2tiff" else "-u16", "-i", "1", hostile / "recon.nxs", out], 10
+    process = subprocess.Popen([str(BIN / command), *map(str, args)], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT if both else subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process.stdout.close()  # before the command has started: its first line meets a closed pipe
+    stderr = b"" if both else process.stderr.read()
+    assert process.wait(timeout=120) == 0, stderr
+    assert b"Traceback" not in stderr and b"Error" not in stderr, stderr
+    images_complete(out, count)
+
+
+def test_head_sees_the_first_line_and_the_run_completes(hostile, tmp_path):
+    """As in the issue: ``nxs2tiffux ... | head -1``."""
+    out = tmp_path / "out"
+    done = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{BIN / 'nxs2tiffux'}' -i 1 '{hostile / 'recon.nxs'}' "
+                           f"'{out}' | head -1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("window: lo=") and len(done.stdout.splitlines()) == 1
+    images_complete(out, 10)
+
+
+def test_verify_into_a_closed_pipe(hostile, tmp_path):
+    assert nxs2tiff_main(["-q", "--fp", "-i", "1", str(hostile / "recon.nxs"), str(tmp_path / "out")]) == 0
+    process = subprocess.Popen([str(BIN / "tomotiff"), "verify", str(tmp_path / "out")], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process.stdout.close()
+    stderr = process.stderr.read()
+    assert process.wait(timeout=120) == 0 and not stderr, stderr

@@ -9,6 +9,7 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from typing import TextIO
 
 from tomotiff import __version__, engine, pipeline
 from tomotiff.errors import TomotiffError
@@ -295,9 +296,43 @@ def _tomotiff_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _ReaderMayLeave:
+    """A text stream (stdout, stderr) that outlives its reader, as in ``nxs2tiffux ... | head -1``:
+    the first write that fails with EPIPE points the descriptor at /dev/null (what the Python docs
+    advise for SIGPIPE) and the run carries on. The lines are a courtesy; the images are the
+    point, and a reader that has seen enough does not want them cut short."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._to_devnull()
+
+    def _to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> object:  # the rest of the stream (isatty, fileno, encoding)
+        return getattr(self._stream, name)
+
+
 def _main(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace], None], argv: list[str] | None) -> int:
-    args = parser.parse_args(argv)
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (_ReaderMayLeave(open(os.devnull, "w") if stream is None else stream)  # None: >&-
+                              for stream in streams)
     try:
+        args = parser.parse_args(argv)
         command(args)
     except TomotiffError as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
@@ -305,6 +340,9 @@ def _main(parser: argparse.ArgumentParser, command: Callable[[argparse.Namespace
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; finished images are complete, rerun to write the rest", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout.flush()  # what is still buffered, while a departed reader is harmless
+        sys.stdout, sys.stderr = streams
     return 0
 
 
