@@ -12,8 +12,8 @@ from collections.abc import Callable
 from typing import TextIO
 
 from tomotiff import __version__, engine, pipeline
-from tomotiff.errors import TomotiffError
 from tomotiff.calibration import parse_pixel_size
+from tomotiff.errors import TomotiffError
 from tomotiff.keys import SELECTIONS
 from tomotiff.manifest import verify
 from tomotiff.pattern import DEFAULT_PATTERN, check_pattern, format_name
@@ -87,10 +87,10 @@ def _add_layout(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--imagej", action="store_true",
                        help="ImageJ metadata: dimensions, display range, slice labels, the provenance in Show Info, "
                             "and for 8/16 bits a calibration so that ImageJ measures the original values")
-    group.add_argument("--pixel-size", metavar="SIZE", type=parse_pixel_size, default=None,
     group.add_argument("--ome", action="store_true",
                        help="OME-TIFF (for Bio-Formats, Fiji and napari): the pixel size as PhysicalSize and the "
                             "provenance as the image's Description; name the files .ome.tif")
+    group.add_argument("--pixel-size", metavar="SIZE", type=parse_pixel_size, default=None,
                        help="the pixel size in the sample, e.g. 1.625um or 0.65e-6m (a plain number: micrometres), "
                             "written as the TIFF resolution (default: what the file records, if it does)")
     group.add_argument("--crop", type=int, nargs=4, metavar=("TOP", "BOTTOM", "LEFT", "RIGHT"), default=None,
@@ -254,7 +254,6 @@ def _tiff2tiffux(args: argparse.Namespace) -> None:
 
 def _refuse_overwriting_inputs(source: SourceRequest, output_dir: str, pattern: str) -> None:
     """Writing into the input directory is fine only if no output name is an input name."""
-    if not os.path.isdir(output_dir) or not os.path.isdir(source.path) or not os.path.samefile(source.path, output_dir):
     if os.path.isfile(source.path):  # a stack: no output may be the stack itself
         with source.open() as opened:
             clash = next((i for i in range(opened.begin, opened.stop) if os.path.exists(
@@ -264,6 +263,7 @@ def _refuse_overwriting_inputs(source: SourceRequest, output_dir: str, pattern: 
             raise TomotiffError(f"output {format_name(pattern, clash)} would overwrite the input stack {source.path}; "
                                 "give another OUTPUT_DIR or -o/--output-pattern")
         return
+    if not os.path.isdir(output_dir) or not os.path.isdir(source.path) or not os.path.samefile(source.path, output_dir):
         return
     with source.open() as opened:
         begin, stop = opened.begin, opened.stop
