@@ -199,8 +199,6 @@ def test_unreadable_manifest(shared):
                          "Permission denied")
 
 
-@pytest.mark.xfail(strict=True, reason="tomotiff.manifest.verify catches only FileNotFoundError when it opens an "
-                                       "image: PermissionError is a traceback (the fix belongs in manifest.py)")
 def test_unreadable_image_in_verify(shared):
     assert run_cli("nxs2tiff", "-q", "--fp", "-i", "1", shared / "recon.nxs", shared / "w" / "f32").returncode == 0
     (shared / "w" / "f32" / "image_00002.tif").chmod(0o000)

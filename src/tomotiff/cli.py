@@ -279,7 +279,8 @@ def _verify(args: argparse.Namespace) -> None:
     for problem in problems:
         print(f"{args.directory}: {problem}")
     if problems:
-        raise TomotiffError(f"{len(problems)} problem(s) in {args.directory}; rerun the extraction to restore them")
+        raise TomotiffError(f"{len(problems)} problem(s) in {args.directory}, the first: {problems[0]}; "
+                            "rerun the extraction to restore them")
     print(f"{args.directory}: all images present and matching manifest.json")
 
 

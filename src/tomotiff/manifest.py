@@ -14,7 +14,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from tomotiff import __version__
 from tomotiff.errors import TomotiffError
-from tomotiff.files import CHECKSUM, file_checksum, write_atomically
+from tomotiff.files import CHECKSUM, check_input_file, file_checksum, write_atomically
 
 MANIFEST_NAME = "manifest.json"
 SHAPING_LIBRARIES = ("numpy", "h5py", "hdf5plugin", "tifffile", "imagecodecs")  # they decide the bytes written
@@ -52,13 +52,23 @@ def write_manifest(path: str, header: dict, images: list[dict]) -> None:
 
 
 def read_manifest(path: str) -> dict:
+    """A manifest.json: a JSON object whose ``images`` list entries with ``index``, ``file`` and a
+    checksum; anything else is a one-line error (a FIFO is refused before it could block)."""
+    if not os.path.exists(path):
+        raise TomotiffError(f"no manifest at {path}; was this directory written by tomotiff?")
+    if not os.path.isfile(path):  # a FIFO would block the open
+        raise TomotiffError(f"manifest {path} is not a regular file; rerun the extraction to rewrite it")
     try:
         with open(path) as handle:
-            return json.load(handle)
-    except FileNotFoundError:
-        raise TomotiffError(f"no manifest at {path}; was this directory written by tomotiff?") from None
+            content = json.load(handle)
     except (OSError, ValueError) as exc:
         raise TomotiffError(f"cannot read manifest {path}: {exc}") from None
+    images = content.get("images") if isinstance(content, dict) else None
+    if not isinstance(images, list) or not all(isinstance(e, dict) and {"index", "file", CHECKSUM} <= set(e)
+                                               for e in images):
+        raise TomotiffError(f"manifest {path} is not a tomotiff manifest (it needs a list of images, each with "
+                            f"index, file and {CHECKSUM}); rerun the extraction to rewrite it")
+    return content
 
 
 def merge_shards(shards: list[dict], begin: int, stop: int, every_image: bool, what: str) -> dict:
@@ -97,11 +107,15 @@ def verify(directory: str, manifest_name: str = MANIFEST_NAME) -> list[str]:
     problems = []
     for entry in manifest["images"]:
         path = os.path.join(directory, entry["file"])
+        if not os.path.exists(path):
+            problems.append(f"missing: {entry['file']} (image {entry['index']})")
+            continue
         try:
+            check_input_file(path, "an image listed in manifest.json is a TIFF file")
             with open(path, "rb") as handle:
                 digest = file_checksum(handle)
-        except FileNotFoundError:
-            problems.append(f"missing: {entry['file']} (image {entry['index']})")
+        except (TomotiffError, OSError) as exc:
+            problems.append(f"unreadable: {entry['file']} (image {entry['index']}): {exc}")
             continue
         if digest != entry[CHECKSUM]:
             problems.append(f"checksum mismatch: {entry['file']} (image {entry['index']})")

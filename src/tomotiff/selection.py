@@ -96,6 +96,10 @@ def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None =
         raise TomotiffError(f"-i/--axis {axis} is out of range for shape {tuple(shape)}: give 0..{rank - 1}")
     image_dims = _image_dims(shape, axis)
     length = shape[axis]
+    if length == 0 or 0 in (shape[image_dims[0]], shape[image_dims[1]]):
+        empty = f"no images along axis {axis}" if length == 0 else "its images have no rows or columns"
+        raise TomotiffError(f"the dataset of shape {tuple(shape)} holds no pixels ({empty}); was it written by an "
+                            "aborted scan? choose another dataset with -d")
     stop = length if stop is None else stop
     if not 0 <= begin < length:
         raise TomotiffError(f"-b/--begin {begin} is out of range: axis {axis} has {length} images (0..{length - 1})")

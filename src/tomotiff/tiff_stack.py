@@ -12,9 +12,10 @@ import tifffile
 from tomotiff.buffers import scratch
 from tomotiff.calibration import PixelSize
 from tomotiff.errors import TomotiffError
+from tomotiff.files import check_input_file
 from tomotiff.keys import RawScan
 from tomotiff.selection import Crop
-from tomotiff.source import TILE_BYTES, _blocks_of, _Closing
+from tomotiff.source import _TIFFFILE_WARNINGS, TILE_BYTES, _blocks_of, _Closing
 
 
 class TiffStackSource(_Closing):
@@ -24,11 +25,9 @@ class TiffStackSource(_Closing):
 
     def __init__(self, path: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
         self.path = path
-        try:
-            self._tif = tifffile.TiffFile(path)
-            series = self._tif.series[0]
-        except (OSError, ValueError, IndexError, tifffile.TiffFileError) as exc:
-            raise TomotiffError(f"cannot read {path} as a TIFF stack: {str(exc).splitlines()[0]}") from None
+        check_input_file(path, "tiff2tiffux reads a directory of TIFFs or one multi-page TIFF")
+        self._tif = self._open(path)
+        series = self._tif.series[0]
         shape = tuple(n for n, axis in zip(series.shape, series.axes) if axis not in "YX" and n > 1)
         if len(shape) > 1 or series.dtype.kind not in "uifb" or len(series.shape) - series.shape.count(1) > 3:
             self._tif.close()
@@ -47,6 +46,30 @@ class TiffStackSource(_Closing):
         self._rows, self._cols = crop.rows(self.full_shape[0]), crop.cols(self.full_shape[1])
         self.image_shape = (len(range(self.full_shape[0])[self._rows]), len(range(self.full_shape[1])[self._cols]))
         self._lock = threading.Lock()  # one file handle: pages are read one at a time
+
+    @staticmethod
+    def _open(path: str) -> tifffile.TiffFile:
+        """The file open, once it is known to be whole: its pages all there (tifffile warns, and
+        reads fewer, where an IFD chain is cut) and every page's data inside the file, so that a
+        damaged stack fails now, in one line, not half-way through writing."""
+        with _TIFFFILE_WARNINGS.catching() as caught:
+            try:
+                with tifffile.TiffFile(path) as tif:
+                    size = os.path.getsize(path)
+                    for page in tif.pages:
+                        ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
+                        if ends and max(ends) > size:
+                            raise TomotiffError(f"{path} is truncated: its image data end at byte {max(ends)}, the "
+                                                f"file at {size}; copy it again")
+                    tif.series[0].shape  # noqa: B018 (reads the series: ImageJ's, tifffile's or the pages')
+            except (TomotiffError, MemoryError):
+                raise
+            except Exception as exc:  # a damaged file makes tifffile raise nearly anything
+                raise TomotiffError(f"cannot read {path}: {str(exc).splitlines()[0]}; the file is damaged or not a "
+                                    "TIFF, copy it again") from None
+        if caught:
+            raise TomotiffError(f"{path} is damaged or truncated (tifffile: {caught[0]}); copy it again")
+        return tifffile.TiffFile(path)
 
     def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
         image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
@@ -68,8 +91,11 @@ class TiffStackSource(_Closing):
         try:
             with self._lock:
                 return self._tif.series[0].asarray(key=index).reshape(self.full_shape)
-        except (OSError, ValueError, tifffile.TiffFileError) as exc:
-            raise TomotiffError(f"cannot read page {index} of {self.path}: {str(exc).splitlines()[0]}") from None
+        except MemoryError:
+            raise
+        except Exception as exc:  # a damaged page makes tifffile and its codecs raise nearly anything
+            raise TomotiffError(f"cannot read page {index} of {self.path}: {str(exc).splitlines()[0]}; the file is "
+                                "damaged, copy it again") from None
 
     def release(self, first: int, last: int) -> None:
         pass
