@@ -294,6 +294,20 @@ def _tomotiff_parser() -> argparse.ArgumentParser:
     check.add_argument("directory", metavar="DIR",
                        help="an output directory of nxs2tiff, nxs2tiffux, tiff2tiffux or the workflow "
                             "(results/SCAN/DEPTH), holding manifest.json")
+    report = commands.add_parser(
+        "report", help="an HTML page showing each output's window, clipping and images, to check them by eye",
+        description="Write one self-contained HTML file (opens from disk in any browser, fetches nothing) "
+                    "showing, per scan and output, the window and how it was chosen, the reference image's "
+                    "histogram with lo and hi, the pixels clipped in each image, thumbnails, a slice across "
+                    "the images, the workflow's stats.json and what verify finds. Made from the files "
+                    "written only; large outputs are sampled.")
+    report.add_argument("directories", nargs="+", metavar="DIR",
+                        help="an output directory (holding manifest.json), a scan of the workflow (results/SCAN) "
+                             "or the workflow's results/")
+    report.add_argument("-o", "--output", default="report.html", metavar="FILE",
+                        help="the HTML file to write (default: report.html in the current directory)")
+    report.add_argument("-j", "--workers", type=int, default=engine.default_workers(), metavar="N",
+                        help="processes drawing scans at once (default: this machine's cores up to 8)")
     return parser
 
 
@@ -360,4 +374,12 @@ def tiff2tiffux_main(argv: list[str] | None = None) -> int:
 
 
 def tomotiff_main(argv: list[str] | None = None) -> int:
-    return _main(_tomotiff_parser(), _verify, argv)
+    def command(args: argparse.Namespace) -> None:
+        if args.command == "report":
+            from tomotiff.report import write_report  # matplotlib loads for a report only
+
+            print(write_report(args.directories, args.output, _check_workers(args.workers)))
+        else:
+            _verify(args)
+
+    return _main(_tomotiff_parser(), command, argv)
