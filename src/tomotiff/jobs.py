@@ -14,6 +14,7 @@ from tomotiff.errors import TomotiffError
 from tomotiff.manifest import merge_shards, write_json, write_manifest
 from tomotiff.pattern import DEFAULT_PATTERN
 from tomotiff.plan import Destination, Layout, Product, Request, make_plan
+from tomotiff.report import FIGURES, workflow_scan, write_scan_files
 from tomotiff.sink import TiffFormat
 from tomotiff.stats import scan_stats
 from tomotiff.window import Window, WindowRequest, choose_window, middle_image
@@ -101,3 +102,13 @@ def merge(spec: dict, shard_records: list[str], output: str, say: Say) -> None:
     images = merged.pop("images")
     write_manifest(output, merged, images)
     say(f"{what}: {len(images)} images ({spec['keys']}) of {begin}..{stop - 1} from {len(shard_records)} shards")
+
+
+def report(spec: dict, stats_file: str, manifest_files: list[str], outputs: dict[str, str], say: Say) -> None:
+    """The scan's report from what its jobs wrote: its report.html (as `tomotiff report results/SCAN`
+    writes it) and each figure in its own directory (``outputs``: html and one per figure), for
+    Snakemake's report. A problem verify finds is shown, not raised: the report is where to see it."""
+    scan = workflow_scan(spec["id"], stats_file, manifest_files)
+    for section in write_scan_files(scan, outputs["html"], {name: outputs[name] for name in FIGURES}):
+        found = f"{len(section.problems)} problem(s)" if section.problems else "all images match manifest.json"
+        say(f"scan {spec['id']} {section.output.label}: {section.count} images, verify: {found}")
