@@ -23,6 +23,11 @@ class Crop:
     left: int = 0
     right: int = 0
 
+    @property
+    def margins(self) -> list[int]:
+        """top, bottom, left, right (for the metadata)."""
+        return [self.top, self.bottom, self.left, self.right]
+
     def rows(self, height: int) -> slice:
         return slice(self.top, height - self.bottom)
 

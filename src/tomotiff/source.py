@@ -209,9 +209,8 @@ class Hdf5Source(_Closing):
         return hdf5.text_attribute(self.dataset, "units")
 
     def describe(self) -> dict:
-        crop = self.selection.crop
         return {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
-                "dataset_shape": list(self.selection.shape), "crop": [crop.top, crop.bottom, crop.left, crop.right]}
+                "dataset_shape": list(self.selection.shape), "crop": self.selection.crop.margins}
 
     def image_origin(self, index: int) -> dict:
         return {}
@@ -358,7 +357,32 @@ _MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no real im
 _MEMORY = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # no real image is larger
 
 
-class TiffDirSource(_Closing):
+class TiffSource(_Closing):
+    """What TIFF sources share: TIFFs carry no image keys, no calibration tomotiff reads, and
+    nothing held between blocks."""
+
+    chunk_depth = 1
+
+    def release(self, first: int, last: int) -> None:
+        pass
+
+    def notes(self) -> list[str]:
+        return []
+
+    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
+        return None, None
+
+    def value_unit(self) -> str | None:
+        return None
+
+    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
+        if required:
+            raise TomotiffError("TIFF files carry no image_key: --keys, --split-keys and --image-key-path "
+                                "apply to HDF5 raw scans only")
+        return None
+
+
+class TiffDirSource(TiffSource):
     """Single-page TIFF files named by a printf pattern; the index is the number in the name."""
 
     def __init__(self, directory: str, pattern: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
@@ -463,25 +487,8 @@ class TiffDirSource(_Closing):
             else:
                 page.asarray(out=out.reshape(page.shape))
 
-    def release(self, first: int, last: int) -> None:
-        pass
-
-    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
-        return None, None
-
-    def value_unit(self) -> str | None:
-        return None
-
-    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
-        if required:
-            raise TomotiffError("TIFF files carry no image_key: --keys, --split-keys and --image-key-path "
-                                "apply to HDF5 raw scans only")
-        return None
-
     def describe(self) -> dict:
-        crop = self.crop
-        return {"source": os.path.abspath(self.directory), "input_pattern": self.pattern,
-                "crop": [crop.top, crop.bottom, crop.left, crop.right]}
+        return {"source": os.path.abspath(self.directory), "input_pattern": self.pattern, "crop": self.crop.margins}
 
     def image_origin(self, index: int) -> dict:
         return {"input_file": format_name(self.pattern, index)}

@@ -10,18 +10,14 @@ import numpy as np
 import tifffile
 
 from tomotiff.buffers import scratch
-from tomotiff.calibration import PixelSize
 from tomotiff.errors import TomotiffError
 from tomotiff.files import check_input_file
-from tomotiff.keys import RawScan
 from tomotiff.selection import Crop
-from tomotiff.source import _TIFFFILE_WARNINGS, TILE_BYTES, _blocks_of, _Closing
+from tomotiff.source import _TIFFFILE_WARNINGS, TILE_BYTES, TiffSource, _blocks_of
 
 
-class TiffStackSource(_Closing):
+class TiffStackSource(TiffSource):
     """Pages begin..stop-1 of one multi-page TIFF (its first series), each cropped by ``crop``."""
-
-    chunk_depth = 1
 
     def __init__(self, path: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
         self.path = path
@@ -97,28 +93,8 @@ class TiffStackSource(_Closing):
             raise TomotiffError(f"cannot read page {index} of {self.path}: {str(exc).splitlines()[0]}; the file is "
                                 "damaged, copy it again") from None
 
-    def release(self, first: int, last: int) -> None:
-        pass
-
-    def notes(self) -> list[str]:
-        return []
-
-    def pixel_size(self) -> tuple[PixelSize | None, str | None]:
-        return None, None
-
-    def value_unit(self) -> str | None:
-        return None
-
-    def image_keys(self, path: str | None, required: bool) -> RawScan | None:
-        if required:
-            raise TomotiffError("TIFF files carry no image_key: --keys, --split-keys and --image-key-path "
-                                "apply to HDF5 raw scans only")
-        return None
-
     def describe(self) -> dict:
-        crop = self.crop
-        return {"source": os.path.abspath(self.path), "input_pages": self.length,
-                "crop": [crop.top, crop.bottom, crop.left, crop.right]}
+        return {"source": os.path.abspath(self.path), "input_pages": self.length, "crop": self.crop.margins}
 
     def image_origin(self, index: int) -> dict:
         return {"input_page": index}
