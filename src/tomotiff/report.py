@@ -243,7 +243,7 @@ def _figure(width: float, height: float):
         raise TomotiffError("tomotiff report draws its plots with matplotlib: pip install matplotlib") from None
     figure = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=0.13, right=0.97, bottom=0.24, top=0.88)
+    figure.subplots_adjust(left=0.13, right=0.95, bottom=0.24, top=0.88)  # room for the last tick label
     return figure
 
 
