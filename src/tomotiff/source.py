@@ -21,6 +21,7 @@ import tifffile
 from tomotiff import hdf5
 from tomotiff.buffers import scratch
 from tomotiff.calibration import PixelSize, pixel_size_in_file
+from tomotiff.chunks import ChunkError, reader_for, why_not
 from tomotiff.errors import TomotiffError
 from tomotiff.files import check_input_file
 from tomotiff.keys import RawScan, raw_scan
@@ -143,6 +144,10 @@ class Hdf5Source(_Closing):
         self.length = self.selection.shape[axis]
         self._image_stride = int(np.prod(self.selection.shape[self.selection.axis + 1:])) * self.dtype.itemsize
         self._bytes = ContiguousBytes.open(self.dataset, self.selection)
+        self._chunks = None if self._bytes is not None else reader_for(self.dataset)
+        self.read_path = ("mapped (contiguous, unfiltered: each worker reads the page cache)" if self._bytes is not None
+                          else self._chunks.describe() if self._chunks is not None
+                          else f"h5py ({why_not(self.dataset)})")
         chunks = self.dataset.chunks
         self.chunk_depth = chunks[axis] if chunks else 1
         self._chunk_rows = chunks[self.selection.rows_dim] if chunks else 1
@@ -188,12 +193,18 @@ class Hdf5Source(_Closing):
         return buffer
 
     def _read(self, buffer: np.ndarray, key: tuple, first: int, last: int) -> None:
+        """Chunks read and decoded here where chunks.py can, else by h5py (under its lock)."""
+        where = f"cannot read images {first}..{last - 1} of {self.dataset_path} in {self.path}"
         try:
-            self.dataset.read_direct(buffer, source_sel=key)
+            if self._chunks is not None:
+                self._chunks.read(buffer, key)
+            else:
+                self.dataset.read_direct(buffer, source_sel=key)
+        except ChunkError as exc:
+            raise TomotiffError(f"{where}: {exc}") from None
         except (OSError, ValueError, RuntimeError) as exc:
             raise TomotiffError(
-                f"cannot read images {first}..{last - 1} of {self.dataset_path} in {self.path}: "
-                f"{str(exc).splitlines()[0]} (is the file complete and its compression filter installed?)"
+                f"{where}: {str(exc).splitlines()[0]} (is the file complete and its compression filter installed?)"
             ) from None
 
     def image_keys(self, path: str | None, required: bool) -> RawScan | None:
