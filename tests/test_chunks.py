@@ -278,6 +278,12 @@ def test_datasets_not_decoded_here_are_read_by_h5py_saying_why(tmp_path, options
     assert read_path.startswith("h5py (") and reason in read_path, read_path
 
 
+def test_a_codec_missing_from_imagecodecs_leaves_the_dataset_to_h5py(tmp_path, monkeypatch):
+    path = write(tmp_path / "f.h5", volume((7, 19, 23), "uint16"), (3, 8, 16), **hdf5plugin.Blosc())
+    monkeypatch.setattr(imagecodecs.BLOSC, "available", False)
+    assert assert_reads_as_h5py(path) == "h5py (this imagecodecs has no BLOSC codec for blosc-lz4)"
+
+
 def test_bitshuffle_partial_edge_chunks_are_read_by_h5py(tmp_path):
     """Unfiltered partial edge chunks (DONT_FILTER_PARTIAL_CHUNKS) do not show in the chunk index,
     and a size-preserving filter's edge chunks look like them: such datasets are left to h5py."""

@@ -44,12 +44,14 @@ class _Filter:
     """One stage of a filter pipeline. ``undo(data, out)`` gives back the bytes that went into the
     filter when the chunk was written: ``out`` filled, or a view of ``data``. ``out`` has the size
     they had: ``data``'s, unless the filter ``compresses`` (then the pipeline says it); a codec may
-    give fewer bytes, which the pipeline then refuses."""
+    give fewer bytes, which the pipeline then refuses. ``codecs``: the imagecodecs codecs it needs
+    (every one is in imagecodecs' wheels; a build of it may lack some)."""
 
     code: int
     name: str
     undo: Callable[[np.ndarray, np.ndarray], np.ndarray]
     compresses: bool = False
+    codecs: tuple[str, ...] = ()
 
 
 def _inflate(data: np.ndarray, out: np.ndarray) -> np.ndarray:
@@ -162,9 +164,11 @@ def _bitshuffle(cd: tuple[int, ...]) -> "_Filter | str":
     if len(cd) < 3 or cd[2] < 1 or (len(cd) > 3 and cd[3] % 8):
         return f"bitshuffle with parameters {cd} not understood here"
     if compression == 0:
-        return _Filter(BITSHUFFLE, "bitshuffle", partial(_bitunshuffle, cd[2], cd[3] if len(cd) > 3 else 0))
+        return _Filter(BITSHUFFLE, "bitshuffle", partial(_bitunshuffle, cd[2], cd[3] if len(cd) > 3 else 0),
+                       codecs=("BITSHUFFLE",))
     if compression == 2:
-        return _Filter(BITSHUFFLE, "bitshuffle+lz4", partial(_bitunshuffle_lz4, cd[2]), compresses=True)
+        return _Filter(BITSHUFFLE, "bitshuffle+lz4", partial(_bitunshuffle_lz4, cd[2]), compresses=True,
+                       codecs=("BITSHUFFLE", "LZ4H5", "LZ4"))
     return f"bitshuffle with {'zstd' if compression == 3 else f'compression {compression}'} is not decoded here"
 
 
@@ -181,18 +185,18 @@ def _blosc(cd: tuple[int, ...]) -> "_Filter | str":
         return f"blosc with parameters {cd} not understood here"
     if cd[6] not in _BLOSC_CODECS:
         return f"blosc with compressor {cd[6]} is not decoded here"
-    return _Filter(BLOSC, f"blosc-{_BLOSC_CODECS[cd[6]]}", _unblosc, compresses=True)
+    return _Filter(BLOSC, f"blosc-{_BLOSC_CODECS[cd[6]]}", _unblosc, compresses=True, codecs=("BLOSC",))
 
 
 _FILTERS: dict[int, Callable[[tuple[int, ...]], "_Filter | str"]] = {
-    DEFLATE: lambda cd: _Filter(DEFLATE, "deflate", _inflate, compresses=True),
+    DEFLATE: lambda cd: _Filter(DEFLATE, "deflate", _inflate, compresses=True, codecs=("DEFLATE",)),
     SHUFFLE: _shuffle,
-    FLETCHER32: lambda cd: _Filter(FLETCHER32, "fletcher32", _verify_fletcher32),
-    LZF: lambda cd: _Filter(LZF, "lzf", _unlzf, compresses=True),
+    FLETCHER32: lambda cd: _Filter(FLETCHER32, "fletcher32", _verify_fletcher32, codecs=("H5CHECKSUM",)),
+    LZF: lambda cd: _Filter(LZF, "lzf", _unlzf, compresses=True, codecs=("LZF",)),
     BLOSC: _blosc,
-    LZ4: lambda cd: _Filter(LZ4, "lz4", _unlz4, compresses=True),
+    LZ4: lambda cd: _Filter(LZ4, "lz4", _unlz4, compresses=True, codecs=("LZ4H5",)),
     BITSHUFFLE: _bitshuffle,
-    ZSTD: lambda cd: _Filter(ZSTD, "zstd", _unzstd, compresses=True),
+    ZSTD: lambda cd: _Filter(ZSTD, "zstd", _unzstd, compresses=True, codecs=("ZSTD",)),
 }
 
 
@@ -206,6 +210,9 @@ def _pipeline(dcpl: h5py.h5p.PropDCID) -> "list[_Filter] | str":
         if not isinstance(made, _Filter):
             label = name.decode(errors="replace").split(";")[0].strip() or "unnamed"
             return made or f"filter {code} ({label}) is not decoded here"
+        missing = [codec for codec in made.codecs if not getattr(imagecodecs, codec).available]
+        if missing:
+            return f"this imagecodecs has no {' or '.join(missing)} codec for {made.name}"
         filters.append(made)
     codecs = [f.name for f in filters if f.compresses]
     return filters if len(codecs) < 2 else f"two compressing filters ({' then '.join(codecs)})"
