@@ -22,7 +22,7 @@ import numpy as np
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles"]
+WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles", "report"]
 SHARD_SIZE, SHARDS = 64, 8
 TARGET_SECONDS = 10.0
 

@@ -47,8 +47,10 @@ PLANNER = batch.Planner(SCANS)
 
 STATS = "results/{scan}/stats.json"
 WINDOW = "results/{scan}/.work/window-{depth}.json"
-SHARD = "results/{scan}/.work/{depth}/{first}-{last}.json"
-KIND_SHARD = "results/{scan}/.work/{depth}/{kind}/{first}-{last}.json"
+# A shard job writes every bit depth of its images from one read; its receipt lists the partial
+# manifest (record) it wrote for each depth, under results/{scan}/.work/{depth}[/{kind}]/.
+SHARD = "results/{scan}/.work/shards/{first}-{last}.json"
+KIND_SHARD = "results/{scan}/.work/shards/{kind}/{first}-{last}.json"
 MANIFEST = "results/{scan}/{depth}/manifest.json"
 KIND_MANIFEST = "results/{scan}/{depth}/{kind}/manifest.json"
 
@@ -61,8 +63,8 @@ def window_path(scan: str, depth: str) -> str:
     return WINDOW.replace("{scan}", scan).replace("{depth}", depth)
 
 
-def shard_path(scan: str, depth: str, first: int, last: int, kind: str | None = None) -> str:
-    return batch.shard_destination(scan, first, last).manifest(depth, kind)
+def shard_path(scan: str, first: int, last: int, kind: str | None = None) -> str:
+    return batch.receipt_path(scan, first, last, kind)
 
 
 def manifest_path(scan: str, depth: str, kind: str | None = None) -> str:
@@ -121,8 +123,8 @@ def stats_params(wildcards) -> dict:
     return {**source_spec(scan), "reference": scan["reference"], "tomotiff": VERSION}
 
 
-def shard_window(wildcards) -> list[str]:
-    return [window_path(wildcards.scan, wildcards.depth)] if wildcards.depth in batch.QUANTISED else []
+def shard_windows(wildcards) -> list[str]:
+    return [window_path(wildcards.scan, depth) for depth in scan_of(wildcards)["windows"]]
 
 
 def selected_keys(scan: dict, wildcards) -> str:
@@ -131,16 +133,16 @@ def selected_keys(scan: dict, wildcards) -> str:
 
 
 def shard_params(wildcards) -> dict:
-    """Everything that determines a shard's images (the window comes in its input file): which
-    images (keys), and how they are laid out (compression, imagej, stack, bin), besides the
-    source. Only these jobs see keys and the layout, so changing them rewrites the images and
-    the manifests, never the windows or the statistics."""
+    """Everything that determines a shard's images (the windows come in its input files): the bit
+    depths, which images (keys), and how they are laid out (compression, imagej, stack, bin),
+    besides the source. Only these jobs see keys and the layout, so changing them rewrites the
+    images and the manifests, never the windows or the statistics."""
     scan = scan_of(wildcards)
     return {
         **source_spec(scan),
         "first": int(wildcards.first),
         "last": int(wildcards.last),
-        "depth": wildcards.depth,
+        "depths": scan["depths"],
         "keys": selected_keys(scan, wildcards),
         "split": bool(wildcards.get("kind")),
         "scan_range": list(PLANNER.scan_range(scan["id"])),
@@ -151,13 +153,13 @@ def shard_params(wildcards) -> dict:
 
 
 def shard_manifests(wildcards) -> list[str]:
-    """The shard records a manifest.json is merged from; for a source that cannot be read, its
-    stats.json, whose job fails saying why."""
+    """The receipts of the shards a manifest.json is merged from; for a source that cannot be read,
+    its stats.json, whose job fails saying why."""
     scan = scan_of(wildcards)
     if PLANNER.scan_range(scan["id"]) is None:
         return [stats_path(scan["id"])]
     kind = wildcards.get("kind")
-    return [shard_path(scan["id"], wildcards.depth, *shard, kind) for shard in PLANNER.shard_ranges(scan["id"], kind)]
+    return [shard_path(scan["id"], *shard, kind) for shard in PLANNER.shard_ranges(scan["id"], kind)]
 
 
 def manifest_params(wildcards) -> dict:

@@ -1,21 +1,21 @@
-# One job per shard: images first..last of one scan at one bit depth, written into
-# results/{scan}/{depth}/. The TIFFs are not declared outputs (a directory() output would
-# clash with the other shards writing there); the shard's own manifest is.
+# One job per shard: images first..last of one scan, read once and written at every bit depth
+# into results/{scan}/{depth}/. The TIFFs are not declared outputs (a directory() output would
+# clash with the other shards writing there); the shard's receipt is.
 
 
 rule shard:
-    """Write images first..last with the library's extract(), as the CLI would."""
+    """Write images first..last at every bit depth from one read, as the commands would."""
     input:
         source=source_input,
-        window=shard_window,
+        windows=shard_windows,
     output:
         SHARD,
     params:
         spec=shard_params,
     log:
-        "logs/{scan}/{depth}/{first}-{last}.log",
+        "logs/{scan}/shards/{first}-{last}.log",
     benchmark:
-        "logs/benchmarks/{scan}/{depth}/{first}-{last}.tsv"
+        "logs/benchmarks/{scan}/shards/{first}-{last}.tsv"
     conda:
         ENV
     threads: config["shard_threads"]
@@ -31,6 +31,6 @@ use rule shard as shard_of_kind with:
     output:
         KIND_SHARD,
     log:
-        "logs/{scan}/{depth}/{kind}/{first}-{last}.log",
+        "logs/{scan}/shards/{kind}/{first}-{last}.log",
     benchmark:
-        "logs/benchmarks/{scan}/{depth}/{kind}/{first}-{last}.tsv"
+        "logs/benchmarks/{scan}/shards/{kind}/{first}-{last}.tsv"

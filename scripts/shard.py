@@ -1,6 +1,6 @@
-"""Write one shard's images and its record (tomotiff.jobs.shard)."""
+"""Write one shard's images at every bit depth from one read, and its receipt (tomotiff.jobs.shard)."""
 
 from tomotiff_job import run
 
-run(snakemake, lambda jobs, say: jobs.shard(snakemake.params.spec, list(snakemake.input.window),  # noqa: F821
-                                            snakemake.threads, say))  # noqa: F821
+run(snakemake, lambda jobs, say: jobs.shard(snakemake.params.spec, list(snakemake.input.windows),  # noqa: F821
+                                            snakemake.output[0], snakemake.threads, say))  # noqa: F821

@@ -31,13 +31,13 @@ def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeyp
     planner = batch.Planner({"7": scan})
     said = []
     jobs.window(spec_of(scan, depth="u8", window=scan["windows"]["u8"]), "window.json", said.append)
-    records = []
+    receipts = []
     for first, last in planner.shard_ranges("7"):
-        jobs.shard(spec_of(scan, first=first, last=last, depth="u8", keys=keys, split=False,
+        receipts.append(batch.receipt_path("7", first, last))
+        jobs.shard(spec_of(scan, first=first, last=last, depths=scan["depths"], keys=keys, split=False,
                            scan_range=list(planner.scan_range("7")), layout=scan["layout"],
-                           output_pattern=scan["output_pattern"]), ["window.json"], 2, said.append)
-        records.append(batch.shard_destination("7", first, last).manifest("u8", None))
-    jobs.merge({"id": "7", "depth": "u8", "keys": keys, "range": planner.scan_range("7")}, records,
+                           output_pattern=scan["output_pattern"]), ["window.json"], receipts[-1], 2, said.append)
+    jobs.merge({"id": "7", "depth": "u8", "keys": keys, "range": planner.scan_range("7")}, receipts,
                "results/7/u8/manifest.json", said.append)
     assert nxs2tiffux_main(["-q", "-d", GDA, "-p", "1", "--keys", keys, "-o", "r_%03d.tif", "raw.nxs", "cli"]) == 0
     ours = json.loads((tmp_path / "results/7/u8/manifest.json").read_text())
@@ -46,15 +46,21 @@ def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeyp
     assert any("window: lo=" in line for line in said)
 
 
+def receipt(tmp_path, name: str, record: dict) -> str:
+    """A shard's record of its u8 images, and the receipt naming it."""
+    (tmp_path / f"{name}.record.json").write_text(json.dumps(record))
+    (tmp_path / f"{name}.json").write_text(json.dumps({"records": {"u8": str(tmp_path / f"{name}.record.json")}}))
+    return str(tmp_path / f"{name}.json")
+
+
 def test_merge_refuses_shards_that_do_not_tile_the_range(tmp_path):
     shard = {"begin": 0, "stop": 4, "count": 4, "bits": 8, "images": [{"index": i, "file": f"{i}.tif"} for i in range(4)]}
-    (tmp_path / "a.json").write_text(json.dumps(shard))
+    first = receipt(tmp_path, "a", shard)
     with pytest.raises(TomotiffError, match=r"scan 7 u8: the shards do not cover images 0..5 exactly once"):
-        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [str(tmp_path / "a.json")],
-                   str(tmp_path / "m.json"), print)
+        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [first], str(tmp_path / "m.json"), print)
     other = {**shard, "begin": 4, "stop": 6, "bits": 16, "images": [{"index": 4, "file": "4.tif"}, {"index": 5, "file": "5.tif"}]}
-    (tmp_path / "b.json").write_text(json.dumps(other))
+    second = receipt(tmp_path, "b", other)
     with pytest.raises(TomotiffError, match=r"images 4..5 differs from the others in bits"):
-        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]},
-                   [str(tmp_path / "a.json"), str(tmp_path / "b.json")], str(tmp_path / "m.json"), print)
+        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [first, second],
+                   str(tmp_path / "m.json"), print)
     assert not (tmp_path / "m.json").exists()

@@ -28,7 +28,7 @@ from tomotiff.manifest import verify
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = REPO.parent / "shared" / "data" / "real"
-WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles"]
+WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles", "report"]
 SAVU = "/entry/final_result_tomo/data"
 GDA = "/entry1/instrument/pco1_hw_hdf/data"
 JOB_LINE = re.compile(r"^(?:local)?(?:rule|checkpoint) (\w+):$")
@@ -133,7 +133,7 @@ def stray_files(directory: Path) -> list[str]:
 # --- files that need no Snakemake run ---------------------------------------------------------
 
 
-PYPI_NAME = {"python-xxhash": "xxhash"}  # conda-forge name -> PyPI name, where they differ
+PYPI_NAME = {"python-xxhash": "xxhash", "matplotlib-base": "matplotlib"}  # conda-forge name -> PyPI name, where they differ
 
 
 def _requirement(text: str) -> tuple[str, str]:
@@ -265,9 +265,10 @@ def test_1_second_run_does_nothing(demo):
 def test_logs_and_benchmarks_and_no_stray_files(demo):
     assert stray_files(demo / "results") == []
     logs = {p.relative_to(demo / "logs").as_posix() for p in (demo / "logs").rglob("*") if p.is_file()}
-    assert {"1001/stats.log", "1001/window-u16.log", "1001/u8/00000-00031.log", "1001/manifest-f32.log",
-            "benchmarks/1001/u8/00032-00063.tsv", "demo/savu/1001.log"} <= logs
-    assert "window: lo=" in (demo / "logs/1001/u8/00000-00031.log").read_text()
+    assert {"1001/stats.log", "1001/window-u16.log", "1001/shards/00000-00031.log", "1001/manifest-f32.log",
+            "benchmarks/1001/shards/00032-00063.tsv", "demo/savu/1001.log"} <= logs
+    shard_log = (demo / "logs/1001/shards/00000-00031.log").read_text()
+    assert "at u8, u16, f32 from one read" in shard_log and "u8 window: lo=" in shard_log
 
 
 @pytest.mark.slow
@@ -280,8 +281,7 @@ def test_2_adding_a_scan_runs_only_its_jobs(demo, tmp_path):
     jobs = planned(workdir)
     assert {rule for rule, _ in jobs} == {"demo_hdf5", "window", "stats", "shard", "manifest", "all"}
     assert all(w.get("scan", w.get("name")) == "1004" for rule, w in jobs if rule != "all")
-    assert sorted((w["depth"], w["first"]) for rule, w in jobs if rule == "shard") == [
-        ("f32", "00000"), ("f32", "00032"), ("u16", "00000"), ("u16", "00032")]
+    assert sorted(w["first"] for rule, w in jobs if rule == "shard") == ["00000", "00032"]  # every depth each
     before = snapshot(workdir)
     run_ok(workdir)
     assert all(path.startswith("results/1004/") for path in changed(before, snapshot(workdir)))
@@ -293,26 +293,32 @@ def test_2_adding_a_scan_runs_only_its_jobs(demo, tmp_path):
 
 @pytest.mark.slow
 def test_3_changing_a_window_or_the_bit_depths_reruns_only_what_they_affect(demo, tmp_path):
+    """A shard writes every depth from one read: a changed depth reruns the scan's shards, and the
+    depths that did not change come out byte for byte as they were."""
     workdir = demo
     config = read_config(workdir)
     raw, recon, tiffs = config["scans"][1], config["scans"][0], config["scans"][2]
     assert (raw["id"], recon["id"], tiffs["id"]) == (23912, "1001-1003", 87637)
     raw["window"] = {"lo": 1000, "hi": 35000}  # a known range: the dry run lists every job
-    recon["windows"] = {"u16": {"percent": 1}}  # only the 16-bit images of 1001..1003
+    recon["windows"] = {"u16": {"percent": 1}}  # only the 16-bit window of 1001..1003
     tiffs["bits"] = [8, 16, 32]  # adds float32, keeps the others
     write_config(workdir, config)
     jobs = planned(workdir)
     raw_jobs = sorted((rule, w.get("depth", ""), w.get("first", "")) for rule, w in jobs if w.get("scan") == "23912")
-    assert raw_jobs == [("manifest", "u8", ""), ("shard", "u8", "00004"), ("shard", "u8", "00032"),
-                        ("shard", "u8", "00064"), ("shard", "u8", "00096"), ("stats", "", ""), ("window", "u8", "")]
-    assert not [w for rule, w in jobs if w.get("scan") == "87637" and (rule != "shard" and rule != "manifest")]
-    assert {w.get("depth") for rule, w in jobs if w.get("scan") == "87637"} == {"f32"}
-    before = snapshot(workdir)
+    assert raw_jobs == [("manifest", "u8", ""), ("shard", "", "00004"), ("shard", "", "00032"),
+                        ("shard", "", "00064"), ("shard", "", "00096"), ("stats", "", ""), ("window", "u8", "")]
+    assert {(rule, w.get("depth")) for rule, w in jobs if w.get("scan") == "1001"} == {
+        ("window", "u16"), ("stats", None), ("shard", None), ("manifest", "u8"), ("manifest", "u16"),
+        ("manifest", "f32")}  # the u8 window is not chosen again
+    assert {rule for rule, w in jobs if w.get("scan") == "87637"} == {"shard", "manifest"}
+    digests = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (workdir / "results").rglob("*.tif")}
     run_ok(workdir)
-    rewritten = changed(before, snapshot(workdir))
-    by_place = {os.path.dirname(path).replace("/.work", "") for path in rewritten}
-    assert by_place == {"results/23912", "results/23912/u8", "results/87637/f32",
-                        *(f"results/{scan}{sub}" for scan in ("1001", "1002", "1003") for sub in ("", "/u16"))}
+    same = {path.relative_to(workdir / "results").parts[:2] for path, digest in digests.items()
+            if hashlib.sha256(path.read_bytes()).hexdigest() == digest}
+    differ = {path.relative_to(workdir / "results").parts[:2] for path in digests} - same
+    assert differ == {("23912", "u8"), *((scan, "u16") for scan in ("1001", "1002", "1003"))}
+    assert {("1001", "u8"), ("1001", "f32"), ("87637", "u8"), ("87637", "u16")} <= same
+    assert len(list((workdir / "results/87637/f32").glob("*.tif"))) == 40
     assert_same_as_cli(workdir / "results/23912/u8", cli_tiffs(
         tmp_path, "nxs2tiffux", "-d", GDA, "-b", "4", "-s", "124", "-u", "8", "--lo", "1000", "--hi", "35000",
         "-o", "p_23912_%05d.tif", workdir / "resources/demo/gda/23912.nxs"))
@@ -332,15 +338,15 @@ def test_4_a_deleted_tiff_is_restored_by_rerunning_its_shard_only(demo, tmp_path
         path.unlink()
     jobs = planned(workdir)
     assert sorted((rule, w.get("scan", ""), w.get("depth", ""), w.get("first", "")) for rule, w in jobs) == [
-        ("all", "", "", ""), ("manifest", "1002", "u16", ""), ("manifest", "23912", "u8", ""),
-        ("shard", "1002", "u16", "00000"), ("shard", "23912", "u8", "00032")]
+        ("all", "", "", ""), *(("manifest", "1002", depth, "") for depth in ("f32", "u16", "u8")),
+        ("manifest", "23912", "u8", ""), ("shard", "1002", "", "00000"), ("shard", "23912", "", "00032")]
     before = snapshot(workdir)
     run_ok(workdir)
     for path, digest in digests.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
-    rewritten = {Path(p).name for p in changed(before, snapshot(workdir))}
-    assert rewritten == {"manifest.json", "00000-00031.json", "00032-00063.json",
-                         *(f"p_23912_{i:05d}.tif" for i in range(32, 64)), *(f"1002_{i:05d}.tif" for i in range(32))}
+    rewritten = {os.path.relpath(p, "results") for p in changed(before, snapshot(workdir)) if p.endswith(".tif")}
+    assert rewritten == {*(f"23912/u8/p_23912_{i:05d}.tif" for i in range(32, 64)),
+                         *(f"1002/{depth}/1002_{i:05d}.tif" for depth in ("u8", "u16", "f32") for i in range(32))}
     assert verify(str(workdir / "results/23912/u8")) == [] and verify(str(workdir / "results/1002/u16")) == []
     assert nothing_to_do(workdir)
 
@@ -551,12 +557,13 @@ def assert_option_same_as_cli(workdir: Path, tmp_path: Path, scan: str, depth: s
 
 def rewritten_outputs(paths: set[str]) -> set[tuple[str, str]]:
     """What a run rewrote, per scan: ``stats``, ``window-u8``, or a depth (its images, shard
-    records or manifest)."""
+    records or manifest); the shards' receipts stand for the depths their records list."""
     places = set()
     for path in paths:
         parts = Path(path).parts  # results, scan, ...
         name = parts[3] if parts[2] == ".work" else parts[2]
-        places.add((parts[1], name.removesuffix(".json")))
+        if name != "shards":
+            places.add((parts[1], name.removesuffix(".json")))
     return places
 
 
@@ -571,9 +578,11 @@ def planned_by_scan(workdir: Path) -> dict[str, set[tuple[str, str, str]]]:
 
 
 def shard_jobs(depth: str, *firsts: int) -> set[tuple[str, str, str]]:
-    """The jobs rewriting a depth (or with split_keys, depth/kind) from the given shards."""
+    """The jobs rewriting a depth (or with split_keys, depth/kind) from the given shards: the shards,
+    which write every depth (of their kind), and the depth's manifest."""
     suffix = "_of_kind" if "/" in depth else ""
-    return {(f"shard{suffix}", depth, f"{first:05d}") for first in firsts} | {(f"manifest{suffix}", depth, "")}
+    kind = depth.partition("/")[2]
+    return {(f"shard{suffix}", kind, f"{first:05d}") for first in firsts} | {(f"manifest{suffix}", depth, "")}
 
 
 @pytest.fixture(scope="module")
@@ -696,8 +705,9 @@ def test_changing_an_option_reruns_only_what_it_affects(options, tmp_path):
     scans["packed"]["imagej"] = False
     scans["stacked"]["compression"] = "none"
     write_config(workdir, config)
-    assert planned_by_scan(workdir) == {
-        "glob": shard_jobs("u8", *recon_shards) | {("window", "u8", ""), ("stats", "", "")},
+    assert planned_by_scan(workdir) == {  # a shard writes every depth: glob's u16 manifest is merged again too
+        "glob": shard_jobs("u8", *recon_shards) | shard_jobs("u16", *recon_shards) | {("window", "u8", ""),
+                                                                                     ("stats", "", "")},
         "darks": shard_jobs("u8", *raw_shards) | shard_jobs("f32", *raw_shards) | {("window", "u8", ""),
                                                                                      ("stats", "", "")},
         "packed": shard_jobs("u8", *recon_shards) | shard_jobs("f32", *recon_shards),

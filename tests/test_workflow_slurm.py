@@ -22,7 +22,7 @@ import yaml
 from conftest import REPO
 from slurm_cluster import SlurmCluster
 
-WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles"]
+WORKFLOW = ["Snakefile", "config", "rules", "scripts", "envs", "profiles", "report"]
 # The documented install step (profiles/slurm/config.yaml, README), run verbatim from the repository.
 INSTALL_SLURM_PROFILE = (
     'mkdir -p "${XDG_CONFIG_HOME:-$HOME/.config}/snakemake/slurm" && '

@@ -201,6 +201,11 @@ def shard_destination(scan_id: str, first: int, last: int) -> Destination:
                        records=os.path.join(RESULTS, scan_id, ".work"), manifest_name=f"{first:05d}-{last:05d}.json")
 
 
+def receipt_path(scan_id: str, first: int, last: int, kind: str | None = None) -> str:
+    """Where shard first..last of a scan (of one kind, with split_keys) lists the records it wrote."""
+    return os.path.join(RESULTS, scan_id, ".work", "shards", *([kind] if kind else []), f"{first:05d}-{last:05d}.json")
+
+
 def source_request(scan: dict, begin: int | None = None, stop: int | None = None) -> SourceRequest:
     """The scan's source (images begin..stop-1 of it; by default the scan's own range)."""
     return SourceRequest(scan["input"], scan["kind"], scan["dataset"], scan["axis"],
@@ -310,6 +315,9 @@ def forget_incomplete_shards(scans: dict[str, dict], report=lambda line: print(l
     """Remove the record of every shard whose images are not all there, and the manifest.json of
     its scan and depth, so that the next run rewrites just that shard and the manifest.
 
+    The shard's receipt goes too (it stands for all its bit depths: the shard then writes them
+    all again, the intact ones byte for byte as they were).
+
     Why: the TIFFs cannot be declared outputs (their number is known only from the data, and a
     directory() output would clash with the shards writing into it), so Snakemake cannot see a
     deleted image; a shard's record says its images exist, and when that is no longer true the
@@ -329,7 +337,9 @@ def forget_incomplete_shards(scans: dict[str, dict], report=lambda line: print(l
                     where = f"{depth}/{kind}" if kind else depth
                     report(f"scan {scan_id} {where}: {why}; removed its record and manifest.json so that they are "
                            "rewritten")
-                    for path in (record, destination(scan_id).manifest(depth, kind)):
+                    first, last = (int(n) for n in os.path.basename(record)[: -len(".json")].split("-"))
+                    for path in (record, receipt_path(scan_id, first, last, kind),
+                                 destination(scan_id).manifest(depth, kind)):
                         if os.path.exists(path):
                             os.remove(path)
 

@@ -5,6 +5,7 @@ tested without Snakemake.
 """
 
 import json
+import os
 from collections.abc import Callable
 
 from tomotiff import __version__, pipeline, synthetic
@@ -20,6 +21,7 @@ from tomotiff.stats import scan_stats
 from tomotiff.window import Window, WindowRequest, choose_window, middle_image
 
 Say = Callable[[str], object]
+BITS = {"u8": 8, "u16": 16, "f32": 32}  # the workflow's depth names
 
 
 def read_json(path: str) -> dict:
@@ -47,7 +49,7 @@ def window(spec: dict, output: str, say: Say) -> None:
     """Choose one bit depth's window as the commands do (a global window reads the whole range
     here, and only here), and record it for the depth's shards."""
     depth = spec["depth"]
-    bits = int(depth[1:])
+    bits = BITS[depth]
     request = _request(spec, (Product(bits, WindowRequest(**spec["window"])),), Destination("."))
     with request.source.open() as source:
         plan = make_plan(request, source)
@@ -74,34 +76,40 @@ def stats(spec: dict, window_files: list[str], output: str, say: Say) -> None:
     write_json(output, found)
 
 
-def shard(spec: dict, window_files: list[str], threads: int, say: Say) -> None:
-    """Write the selected images among first..last (possibly none: the record then lists none)
-    into the scan's results, and the shard's partial manifest (its record)."""
-    depth, first, last = spec["depth"], spec["first"], spec["last"]
-    bits = {"u8": 8, "u16": 16, "f32": 32}[depth]
-    window_chosen = Window(**read_json(window_files[0])["window"]) if window_files else None
+def shard(spec: dict, window_files: list[str], receipt: str, threads: int, say: Say) -> None:
+    """Write the selected images among first..last (possibly none) at every bit depth of the scan
+    from one read, each depth's partial manifest (its record), and the receipt listing them."""
+    first, last = spec["first"], spec["last"]
+    windows = {chosen["depth"]: Window(**chosen["window"]) for chosen in map(read_json, window_files)}
+    products = tuple(Product(BITS[depth], windows.get(depth)) for depth in spec["depths"])
     layout = spec["layout"]
-    destination = shard_destination(spec["id"], first, last)
-    request = _request(spec, (Product(bits, window_chosen),), destination, begin=first, stop=last + 1,
+    request = _request(spec, products, shard_destination(spec["id"], first, last), begin=first, stop=last + 1,
                        keys=spec["keys"], split_keys=spec["split"],
                        layout=Layout(TiffFormat(layout["compression"], layout["imagej"], ome=layout["ome"]),
                                      layout["stack"], layout["bin"]),
                        scan_range=tuple(spec["scan_range"]),
                        pixel_size=parse_pixel_size(layout["pixel_size"]) if layout.get("pixel_size") else None)
-    say(f"scan {spec['id']} {depth}: images {first}..{last} ({request.keys}), {threads} threads")
-    if window_chosen is not None:
-        say(window_chosen.describe())
+    say(f"scan {spec['id']}: images {first}..{last} ({request.keys}) at {', '.join(spec['depths'])} from one read, "
+        f"{threads} threads")
+    for depth, window in windows.items():
+        say(f"{depth} {window.describe()}")
     pipeline.run(request, threads, say=say, warn=say)
+    kind = spec["keys"] if spec["split"] else None
+    records = {depth: request.destination.manifest(depth, kind) for depth in spec["depths"]}
+    os.makedirs(os.path.dirname(receipt) or ".", exist_ok=True)  # Snakemake makes it; a direct call may not
+    write_json(receipt, {"scan": spec["id"], "first": first, "last": last, "records": records})
 
 
-def merge(spec: dict, shard_records: list[str], output: str, say: Say) -> None:
-    """Join the shards' records into the manifest.json one command over the range would write."""
+def merge(spec: dict, receipts: list[str], output: str, say: Say) -> None:
+    """Join the depth's records of the shards (``receipts`` name them) into the manifest.json one
+    command over the range would write."""
     begin, stop = spec["range"]
     what = f"scan {spec['id']} {spec['depth']}"
-    merged = merge_shards([read_json(path) for path in shard_records], begin, stop, spec["keys"] == "all", what)
+    records = [read_json(read_json(receipt)["records"][spec["depth"]]) for receipt in receipts]
+    merged = merge_shards(records, begin, stop, spec["keys"] == "all", what)
     images = merged.pop("images")
     write_manifest(output, merged, images)
-    say(f"{what}: {len(images)} images ({spec['keys']}) of {begin}..{stop - 1} from {len(shard_records)} shards")
+    say(f"{what}: {len(images)} images ({spec['keys']}) of {begin}..{stop - 1} from {len(receipts)} shards")
 
 
 def report(spec: dict, stats_file: str, manifest_files: list[str], outputs: dict[str, str], say: Say) -> None:
