@@ -79,7 +79,7 @@ def test_a_gap_in_the_numbering_is_reported_with_how_to_go_on(tmp_path, capsys):
 def test_counts_read_as_english(gda_scan, tmp_path, capsys):
     assert nxs2tiff_main(["-d", GDA, "-s", "1", "-j", "1", gda_scan, str(tmp_path / "out")]) == 0
     out = capsys.readouterr().out
-    assert ": 1 image, 0..0 ->" in out and "1 worker\n" in out and "wrote 1 image and manifest.json" in out
+    assert ": 1 image, 0..0 ->" in out and "1 worker; read: " in out and "wrote 1 image and manifest.json" in out
 
 
 def test_image_keys_are_recorded_in_the_datasets_own_type(gda_scan, tmp_path):

@@ -3,9 +3,9 @@
 Each worker takes a block (images aligned to the storage layout), reads it tile by tile into
 its own reused buffer, and for every output bins and converts each tile into that output's
 reused buffer, then writes the block's images to each output's sink: several outputs (u8,
-u16 and f32 of the same images, say) cost one read. HDF5 reads are serialised by h5py's
-lock, but the arithmetic, direct reads of contiguous data and the file writes release the
-GIL, so a second worker overlaps them. Memory is bounded by workers x (one tile + one output
+u16 and f32 of the same images, say) cost one read. The reads of contiguous data (mapped) and
+of chunks tomotiff decodes itself, the arithmetic and the file writes all release the GIL, so
+workers overlap them; only datasets left to h5py read under its global lock. Memory is bounded by workers x (one tile + one output
 block per output).
 
 :func:`stream` is the same read, in order on one thread, for stages that only look at the

@@ -75,7 +75,7 @@ def write_group(source: Source, plan: Plan, group: Group, conversions: list[Conv
             if count:
                 say(f"{plan.source_description['source']}: {_counted(count, 'image')}, {images.first}..{images.last} "
                     f"-> {os.path.join(target.directory, request.pattern)}, {conversion.out_dtype(source.dtype)}, "
-                    f"{_counted(workers, 'worker')}")
+                    f"{_counted(workers, 'worker')}; read: {source.read_path}")
         try:
             entries = engine.run(source, images, outputs, workers, progress)
         except BaseException:

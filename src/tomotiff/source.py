@@ -42,6 +42,7 @@ class Source(Protocol):
     begin: int  # the range asked for (-b/-s): images begin..stop-1, all of which exist
     stop: int
     chunk_depth: int  # images per storage unit along the index (reading one image of it costs all)
+    read_path: str  # how pixels are read, for the log line (e.g. chunks decoded by the workers, or h5py)
 
     def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
         """(first, last) ranges, exclusive, covering exactly the ascending ``indices``: each a run of
@@ -120,7 +121,9 @@ def _first_line(exc: BaseException) -> str:
 
 
 class Hdf5Source(_Closing):
-    """Images along ``axis`` of an HDF5 dataset, read with ``read_direct`` into reused buffers."""
+    """Images along ``axis`` of an HDF5 dataset, read into reused buffers: memory-mapped when the
+    dataset is contiguous and unfiltered, chunk by chunk by :mod:`tomotiff.chunks` outside h5py's
+    lock where it decodes the filters, else with h5py's ``read_direct`` (``read_path`` says which)."""
 
     def __init__(self, path: str, dataset: str | None, axis: int = 0, begin: int = 0, stop: int | None = None,
                  crop: Crop = Crop()):
@@ -227,8 +230,9 @@ class Hdf5Source(_Closing):
         return {}
 
     def close(self) -> None:
-        if self._bytes is not None:
-            self._bytes.close()
+        for held in (self._bytes, self._chunks):
+            if held is not None:
+                held.close()
         self.file.close()
 
 
@@ -373,6 +377,7 @@ class TiffSource(_Closing):
     nothing held between blocks."""
 
     chunk_depth = 1
+    read_path = "tifffile, a page at a time"
 
     def release(self, first: int, last: int) -> None:
         pass
