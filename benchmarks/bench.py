@@ -29,6 +29,7 @@ from cases import CASES, CaseSpec, Volume, disk_needed, scaled_images, volume_fo
 from commands import PEER, TOMOTIFF_TOOLS, Tool, case_rows, find_peer, find_tool, tomotiff_u8_row
 from machine import load_average, machine
 from measure import MB, CaseResult, Row, log, measure
+
 from report import build, markdown
 
 VOLUMES = Path(__file__).resolve().parent / "volumes.py"
@@ -41,8 +42,10 @@ def generate(volume: Volume, link: Path | None) -> None:
     argv = [sys.executable, str(VOLUMES), volume.spec.name, str(volume.images), str(volume.path)]
     subprocess.run(argv + (["--link", str(link)] if link else []), check=True)
     os.sync()
-    log(f"case {volume.spec.name}: generated {volume.images} images, {volume.input_bytes / MB:.0f} MB "
-        f"in {time.perf_counter() - started:.0f} s")
+    log(
+        f"case {volume.spec.name}: generated {volume.images} images, {volume.input_bytes / MB:.0f} MB "
+        f"in {time.perf_counter() - started:.0f} s"
+    )
 
 
 def remove(path: Path) -> None:
@@ -58,8 +61,9 @@ def measured(name: str, volume: Volume, rows: list[Row], repeats: int, outdir: P
     return CaseResult(name, volume.spec.description, volume.images, volume.input_bytes, rows)
 
 
-def run_case(spec: CaseSpec, images: int, repeats: int, root: Path, tools: dict[str, Tool],
-             peer: Tool) -> list[CaseResult]:
+def run_case(
+    spec: CaseSpec, images: int, repeats: int, root: Path, tools: dict[str, Tool], peer: Tool
+) -> list[CaseResult]:
     """Measure one case, then (for A and C) tomotiff alone on twice the images, one input on disk at a time."""
     outdir = root / "out"
     volume = volume_for(spec, images, root)
@@ -80,10 +84,18 @@ def run_case(spec: CaseSpec, images: int, repeats: int, root: Path, tools: dict[
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--scale", type=float, default=1.0,
-                        help="multiplies the number of images of every case (image size is fixed); default 1")
-    parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()),
-                        help="a fresh temporary directory is made (and removed) inside it; default the system temp dir")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="multiplies the number of images of every case (image size is fixed); default 1",
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(tempfile.gettempdir()),
+        help="a fresh temporary directory is made (and removed) inside it; default the system temp dir",
+    )
     parser.add_argument("--repeats", type=int, default=3, help="runs per command; the median is reported; default 3")
     parser.add_argument("--json", type=Path, help="also write the full results as JSON here")
     parser.add_argument("--cases", default="A,B,C,D", help="comma-separated subset of A,B,C,D")
@@ -111,13 +123,20 @@ def main() -> None:
     info = machine(tools["nxs2tiffux"])
     root = Path(tempfile.mkdtemp(prefix="tomotiff-bench-", dir=args.workdir))
     try:
-        results = [r for spec in specs
-                   for r in run_case(spec, scaled_images(spec, args.scale), args.repeats, root, tools, peer)]
+        results = [
+            r
+            for spec in specs
+            for r in run_case(spec, scaled_images(spec, args.scale), args.repeats, root, tools, peer)
+        ]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     info["load average at end"] = load_average()
-    settings = {"scale": args.scale, "repeats": args.repeats, "cases": args.cases,
-                "tools": {**{name: t.path for name, t in tools.items()}, PEER: peer.path}}
+    settings = {
+        "scale": args.scale,
+        "repeats": args.repeats,
+        "cases": args.cases,
+        "tools": {**{name: t.path for name, t in tools.items()}, PEER: peer.path},
+    }
     report = build(results, info, settings)
     print(markdown(report))
     if args.json:

@@ -106,16 +106,32 @@ def naive_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
 
 def ceiling_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
     """ceiling.py writing exactly the bytes the `out_dtype` output would hold."""
-    argv = [sys.executable, str(CEILING), "--images", str(volume.images), "--output-bytes",
-            str(volume.nbytes(out_dtype)), str(outdir), *map(str, volume.files())]
+    argv = [
+        sys.executable,
+        str(CEILING),
+        "--images",
+        str(volume.images),
+        "--output-bytes",
+        str(volume.nbytes(out_dtype)),
+        str(outdir),
+        *map(str, volume.files()),
+    ]
     return Row(f"ceiling-{short(out_dtype)}", f"I/O ceiling {out_dtype}", argv)
 
 
 def peer_row(volume: Volume, peer: Tool, link: Path | None, outdir: Path) -> Row:
     """nabu-cast with the same window as tomotiff (given explicitly, so it does not compute a histogram)."""
     lo, hi = volume.spec.window
-    args = [f"hdf5:volume:{link}?path=entry", "--output-data-type", "uint8", "--output_volume",
-            f"tiff:volume:{outdir}?file_prefix=nabu", f"--data_min={lo:g}", f"--data_max={hi:g}", "--overwrite"]
+    args = [
+        f"hdf5:volume:{link}?path=entry",
+        "--output-data-type",
+        "uint8",
+        "--output_volume",
+        f"tiff:volume:{outdir}?file_prefix=nabu",
+        f"--data_min={lo:g}",
+        f"--data_max={hi:g}",
+        "--overwrite",
+    ]
     return row_for("peer-u8", "nabu-cast uint8", peer, args)
 
 

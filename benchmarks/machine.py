@@ -27,8 +27,9 @@ def package_version(name: str) -> str:
 
 def hdf5_version() -> str:
     """The HDF5 library h5py was built with, asked of a child interpreter."""
-    done = subprocess.run([sys.executable, "-c", "import h5py; print(h5py.version.hdf5_version)"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", "import h5py; print(h5py.version.hdf5_version)"], capture_output=True, text=True
+    )
     return done.stdout.strip() or "unknown"
 
 

@@ -58,8 +58,11 @@ def ratios(results: list[CaseResult]) -> list[dict]:
         if c.row(faster) and c.row(slower)
     ]
     after_startup = [
-        {"case": c.name, "ratio": "tomotiff uint8: 2 workers / 1 worker, start-up excluded",
-         "value": workers_ratio_after_startup(c)}
+        {
+            "case": c.name,
+            "ratio": "tomotiff uint8: 2 workers / 1 worker, start-up excluded",
+            "value": workers_ratio_after_startup(c),
+        }
         for c in results
         if c.row("tomotiff-u8-start")
     ]
@@ -129,7 +132,8 @@ def case_json(case: CaseResult) -> dict:
                 "median_user_s": r.median_of(r.user_s),
                 "median_sys_s": r.median_of(r.sys_s),
                 "mb_per_s": case.input_bytes * (r.images or case.images) / case.images / MB / r.median_s
-                if r.median_s else None,
+                if r.median_s
+                else None,
             }
             for r in case.rows
         ],
@@ -167,9 +171,17 @@ def section(title: str, align: str, header: list[str], rows: list[list[str]]) ->
 
 
 def result_cells(case: dict, row: dict) -> list[str]:
-    return [case["case"], row["label"], str(row["images"]), fmt(row["median_s"], ".2f"), fmt(row["mb_per_s"], ".0f"),
-            fmt(row["median_user_s"], ".2f"), fmt(row["median_sys_s"], ".2f"), fmt(row["peak_rss_mb"], ".0f"),
-            row["status"]]
+    return [
+        case["case"],
+        row["label"],
+        str(row["images"]),
+        fmt(row["median_s"], ".2f"),
+        fmt(row["mb_per_s"], ".0f"),
+        fmt(row["median_user_s"], ".2f"),
+        fmt(row["median_sys_s"], ".2f"),
+        fmt(row["peak_rss_mb"], ".0f"),
+        row["status"],
+    ]
 
 
 def markdown(report: dict) -> str:
@@ -178,14 +190,29 @@ def markdown(report: dict) -> str:
     lines = ["## Machine", "", *(f"- {k}: {v}" for k, v in report["machine"].items())]
     lines += section(
         f"Results (scale {settings['scale']:g}, median of {settings['repeats']} runs, input warm in page cache)",
-        "llrrrrrrl", RESULTS_HEADER, [result_cells(c, r) for c in report["cases"] for r in c["rows"]])
+        "llrrrrrrl",
+        RESULTS_HEADER,
+        [result_cells(c, r) for c in report["cases"] for r in c["rows"]],
+    )
     lines += section(
-        "Ratios (speed: how many times faster the first ran than the second)", "llr", ["case", "ratio", "value"],
-        [[r["case"], r["ratio"], fmt(r["value"], ".2f")] for r in report["ratios"]])
+        "Ratios (speed: how many times faster the first ran than the second)",
+        "llr",
+        ["case", "ratio", "value"],
+        [[r["case"], r["ratio"], fmt(r["value"], ".2f")] for r in report["ratios"]],
+    )
     lines += section(
-        "Memory scaling (tomotiff uint8 -j 2)", "lrrr", ["case", "peak RSS MB", "peak RSS MB, 2x images", "ratio"],
-        [[s["case"], fmt(s["rss_mb"], ".0f"), fmt(s["rss_mb_doubled"], ".0f"), fmt(s["ratio"], ".2f")]
-         for s in report["memory_scaling"]])
-    lines += section("Targets", "lrl", ["target", "value", "result"],
-                     [[t["target"], fmt(t["value"], ".2f"), t["result"]] for t in report["targets"]])
+        "Memory scaling (tomotiff uint8 -j 2)",
+        "lrrr",
+        ["case", "peak RSS MB", "peak RSS MB, 2x images", "ratio"],
+        [
+            [s["case"], fmt(s["rss_mb"], ".0f"), fmt(s["rss_mb_doubled"], ".0f"), fmt(s["ratio"], ".2f")]
+            for s in report["memory_scaling"]
+        ],
+    )
+    lines += section(
+        "Targets",
+        "lrl",
+        ["target", "value", "result"],
+        [[t["target"], fmt(t["value"], ".2f"), t["result"]] for t in report["targets"]],
+    )
     return "\n".join(lines)

@@ -15,8 +15,8 @@ import argparse
 from pathlib import Path
 
 import h5py
-
 from cases import CASES, TIFF_PATTERN, CaseSpec
+
 from tomotiff import synthetic
 
 

@@ -36,9 +36,12 @@ def make_batch(root: Path, scans: int) -> None:
     for scan in range(scans):
         with h5py.File(root / "data" / f"{scan}.nxs", "w") as file:
             file.create_dataset("data", (SHARD_SIZE * SHARDS, 2, 2), np.float32)
-    config = {"defaults": {"bits": [8, 16], "shard_size": SHARD_SIZE, "window": {"lo": 0, "hi": 1}},
-              "scans": [{"id": f"0-{scans - 1}", "input": "data/{scan}.nxs", "dataset": "/data",
-                         "stop": SHARD_SIZE * SHARDS}]}
+    config = {
+        "defaults": {"bits": [8, 16], "shard_size": SHARD_SIZE, "window": {"lo": 0, "hi": 1}},
+        "scans": [
+            {"id": f"0-{scans - 1}", "input": "data/{scan}.nxs", "dataset": "/data", "stop": SHARD_SIZE * SHARDS}
+        ],
+    }
     (root / "batch.yaml").write_text(yaml.safe_dump(config))
 
 

@@ -39,13 +39,14 @@ def run(root: Path, volume: Path, bits: list[int]) -> tuple[float, float]:
     """Wall seconds of one `snakemake --cores 2` over the scan, and the MB its shard jobs read."""
     for name in ("results", "logs", ".snakemake"):
         shutil.rmtree(root / name, ignore_errors=True)
-    config = {"defaults": {"shard_size": 64, "window": {"lo": -0.0005, "hi": 0.0015}},
-              "scans": [{"id": "w", "input": str(volume), "dataset": SAVU, "axis": 1, "bits": bits}]}
+    config = {
+        "defaults": {"shard_size": 64, "window": {"lo": -0.0005, "hi": 0.0015}},
+        "scans": [{"id": "w", "input": str(volume), "dataset": SAVU, "axis": 1, "bits": bits}],
+    }
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     evict(volume)
     start = time.monotonic()
-    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "-q"], cwd=root, check=True,
-                   capture_output=True)
+    subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "-q"], cwd=root, check=True, capture_output=True)
     wall = time.monotonic() - start
     read = 0.0
     for table in (root / "logs" / "benchmarks" / "w" / "shards").glob("*.tsv"):
@@ -83,8 +84,10 @@ def main() -> None:
             print(f"| {name} | {statistics.median(times[name]):.2f} | {read:.0f} | {read / size_mb:.2f}x |")
         ratio = statistics.median(times["3 depths"]) / statistics.median(times["1 depth"])
         three = statistics.median(reads["3 depths"]) / size_mb
-        print(f"\n3 depths / 1 depth wall time: {ratio:.2f}x (target <= 1.5x: {'PASS' if ratio <= 1.5 else 'FAIL'}); "
-              f"3-depth read {three:.2f}x the input (target <= 1.2x: {'PASS' if three <= 1.2 else 'FAIL'})")
+        print(
+            f"\n3 depths / 1 depth wall time: {ratio:.2f}x (target <= 1.5x: {'PASS' if ratio <= 1.5 else 'FAIL'}); "
+            f"3-depth read {three:.2f}x the input (target <= 1.2x: {'PASS' if three <= 1.2 else 'FAIL'})"
+        )
 
 
 if __name__ == "__main__":

@@ -2,5 +2,12 @@
 
 from tomotiff_job import run
 
-run(snakemake, lambda jobs, say: jobs.merge(snakemake.params.spec, list(snakemake.input),  # noqa: F821
-                                            snakemake.output[0], say))  # noqa: F821
+run(
+    snakemake,
+    lambda jobs, say: jobs.merge(
+        snakemake.params.spec,
+        list(snakemake.input),  # noqa: F821
+        snakemake.output[0],
+        say,
+    ),
+)  # noqa: F821

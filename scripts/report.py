@@ -2,6 +2,13 @@
 
 from tomotiff_job import run
 
-run(snakemake, lambda jobs, say: jobs.report(snakemake.params.spec, snakemake.input.stats,  # noqa: F821
-                                             list(snakemake.input.manifests), dict(snakemake.output.items()),  # noqa: F821
-                                             say))
+run(
+    snakemake,
+    lambda jobs, say: jobs.report(
+        snakemake.params.spec,
+        snakemake.input.stats,  # noqa: F821
+        list(snakemake.input.manifests),
+        dict(snakemake.output.items()),  # noqa: F821
+        say,
+    ),
+)

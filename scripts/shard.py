@@ -2,5 +2,13 @@
 
 from tomotiff_job import run
 
-run(snakemake, lambda jobs, say: jobs.shard(snakemake.params.spec, list(snakemake.input.windows),  # noqa: F821
-                                            snakemake.output[0], snakemake.threads, say))  # noqa: F821
+run(
+    snakemake,
+    lambda jobs, say: jobs.shard(
+        snakemake.params.spec,
+        list(snakemake.input.windows),  # noqa: F821
+        snakemake.output[0],
+        snakemake.threads,
+        say,
+    ),
+)  # noqa: F821

@@ -2,5 +2,12 @@
 
 from tomotiff_job import run
 
-run(snakemake, lambda jobs, say: jobs.stats(snakemake.params.spec, list(snakemake.input.windows),  # noqa: F821
-                                            snakemake.output[0], say))  # noqa: F821
+run(
+    snakemake,
+    lambda jobs, say: jobs.stats(
+        snakemake.params.spec,
+        list(snakemake.input.windows),  # noqa: F821
+        snakemake.output[0],
+        say,
+    ),
+)  # noqa: F821

@@ -22,9 +22,7 @@ BIN = Path(sys.executable).parent
 def real() -> Path:
     """The directory of real beamline files, or a skip saying why they are missing."""
     if not (REAL / "PROVENANCE.md").exists():
-        pytest.skip(
-            f"real beamline files not found at {REAL} (the shared/ folder beside the repository)"
-        )
+        pytest.skip(f"real beamline files not found at {REAL} (the shared/ folder beside the repository)")
     return REAL
 
 
@@ -98,8 +96,9 @@ def slurm_snakemake(cluster) -> Path:
     if not built.exists():
         shutil.rmtree(SLURM_VENV, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(SLURM_VENV)], check=True)
-        done = subprocess.run([str(SLURM_VENV / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[slurm]"],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [str(SLURM_VENV / "bin" / "pip"), "install", "-q", "-e", f"{REPO}[slurm]"], capture_output=True, text=True
+        )
         if done.returncode != 0:
             shutil.rmtree(SLURM_VENV)
             pytest.skip(f"cannot install tomotiff[slurm]: {done.stderr.strip()[-300:]}")

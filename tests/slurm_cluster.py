@@ -47,9 +47,7 @@ LOCK_FILE = Path(tempfile.gettempdir()) / "tomotiff-slurm-cluster.lock"
 DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "sinfo", "scancel", "scontrol", "srun")
 PARTITION = "debug"
-FINAL_JOB_STATES = frozenset(
-    {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"}
-)
+FINAL_JOB_STATES = frozenset({"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL"})
 
 _SUBMIT_RE = re.compile(r"_slurm_rpc_submit_batch_job: JobId=(\d+)")
 _COMPLETE_RE = re.compile(r"_job_complete: JobId=(\d+) done")
@@ -69,9 +67,7 @@ def check_available() -> None:
         raise SlurmUnavailable("the SLURM test cluster needs root")
     missing = [name for name in DAEMONS + CLIENTS if shutil.which(name, path=_sbin_path()) is None]
     if missing:
-        raise SlurmUnavailable(
-            f"SLURM/munge binaries missing ({', '.join(missing)}); run .ci/install-slurm.sh"
-        )
+        raise SlurmUnavailable(f"SLURM/munge binaries missing ({', '.join(missing)}); run .ci/install-slurm.sh")
     try:
         pwd.getpwnam("munge")
     except KeyError as exc:
@@ -179,9 +175,7 @@ class SlurmCluster:
     executable by all, which pytest's 0700 temp dirs are not.
     """
 
-    def __init__(
-        self, workdir: Path, *, cpus: int | None = None, real_memory_mb: int = 4000
-    ) -> None:
+    def __init__(self, workdir: Path, *, cpus: int | None = None, real_memory_mb: int = 4000) -> None:
         self.workdir = Path(workdir).resolve()
         self.cpus = cpus or available_cpus()
         self.real_memory_mb = real_memory_mb
@@ -329,13 +323,9 @@ class SlurmCluster:
         env["PATH"] = _sbin_path()
         return env
 
-    def run(
-        self, *argv: str, check: bool = True, timeout: float = 30
-    ) -> subprocess.CompletedProcess[str]:
+    def run(self, *argv: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run a SLURM client command against this cluster and capture its output."""
-        return subprocess.run(
-            argv, env=self.env, capture_output=True, text=True, check=check, timeout=timeout
-        )
+        return subprocess.run(argv, env=self.env, capture_output=True, text=True, check=check, timeout=timeout)
 
     def wait_ready(self, timeout: float = 60) -> None:
         """Block until the node is idle, i.e. slurmd registered and jobs can start."""
@@ -367,9 +357,7 @@ class SlurmCluster:
 
     def job_state(self, job_id: int) -> str:
         """Return the job's state (PENDING, RUNNING, COMPLETED...) while slurmctld knows it."""
-        result = self.run(
-            "squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={job_id}", check=False
-        )
+        result = self.run("squeue", "--noheader", "--states=all", "--format=%T", f"--jobs={job_id}", check=False)
         return result.stdout.strip() or "UNKNOWN"
 
     def wait_job(self, job_id: int, timeout: float = 60) -> str:

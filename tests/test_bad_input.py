@@ -155,9 +155,13 @@ def shared(tmp_path) -> Iterator[Path]:
 
 
 def run_as_nobody(command: str, *args: object) -> Run:
-    done = subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                           str(BIN / command), *map(str, args)],
-                          capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", str(BIN / command), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
     return Run(done.returncode, done.stdout, done.stderr)
 
 
@@ -195,8 +199,9 @@ def test_unreadable_tiff_directory(shared):
 def test_unreadable_manifest(shared):
     assert run_cli("nxs2tiff", "-q", "--fp", "-i", "1", shared / "recon.nxs", shared / "w" / "f32").returncode == 0
     (shared / "w" / "f32" / "manifest.json").chmod(0o000)
-    assert_clean_failure(run_as_nobody("tomotiff", "verify", shared / "w" / "f32"), "cannot read manifest",
-                         "Permission denied")
+    assert_clean_failure(
+        run_as_nobody("tomotiff", "verify", shared / "w" / "f32"), "cannot read manifest", "Permission denied"
+    )
 
 
 def test_unreadable_image_in_verify(shared):

@@ -20,9 +20,10 @@ sys.path.insert(0, str(BENCH))
 import cases  # noqa: E402
 import commands  # noqa: E402
 import measure  # noqa: E402
-import report  # noqa: E402
 import volumes  # noqa: E402
 from measure import CaseResult, Row, Run  # noqa: E402
+
+import report  # noqa: E402
 
 
 def row(key: str, times: list[float], rss_mb: float = 100.0, status: str = "ok") -> Row:
@@ -57,8 +58,13 @@ def test_speed_ratio_is_slower_over_faster_and_none_when_a_row_has_no_figure():
 
 
 def test_ratios_list_present_pairs_and_the_startup_diagnostic():
-    b = case("B", row("tomotiff-u8-j2", [0.4]), row("tomotiff-u8-j1", [0.55]), row("tomotiff-u8-start", [0.15]),
-             missing("peer-u8"))
+    b = case(
+        "B",
+        row("tomotiff-u8-j2", [0.4]),
+        row("tomotiff-u8-j1", [0.55]),
+        row("tomotiff-u8-start", [0.15]),
+        missing("peer-u8"),
+    )
     listed = {r["ratio"]: r["value"] for r in report.ratios([b])}
     assert listed["tomotiff uint8: 2 workers / 1 worker"] == pytest.approx(0.55 / 0.4)
     assert listed["tomotiff uint8 / nabu-cast"] is None
@@ -67,14 +73,27 @@ def test_ratios_list_present_pairs_and_the_startup_diagnostic():
 
 
 def test_targets_pass_fail_and_na():
-    b = case("B", row("tomotiff-u8-j2", [1.0], rss_mb=150), row("tomotiff-u8-j1", [1.2], rss_mb=90),
-             row("naive-u8", [2.0]), missing("ceiling-u8"), row("tomotiff-fp-j2", [1.0]), row("ceiling-fp", [0.5]))
+    b = case(
+        "B",
+        row("tomotiff-u8-j2", [1.0], rss_mb=150),
+        row("tomotiff-u8-j1", [1.2], rss_mb=90),
+        row("naive-u8", [2.0]),
+        missing("ceiling-u8"),
+        row("tomotiff-fp-j2", [1.0]),
+        row("ceiling-fp", [0.5]),
+    )
     a = case("A", row("tomotiff-u8-j2", [1.0], rss_mb=190), row("naive-u8", [6.0]))
     a2 = case("A-2x", row("tomotiff-u8-j2", [2.0], rss_mb=200))
     results = [a, a2, b]
     scaling = report.memory_scaling(results)
-    assert scaling == [{"case": "A", "rss_mb": pytest.approx(190, abs=0.01),
-                        "rss_mb_doubled": pytest.approx(200, abs=0.01), "ratio": pytest.approx(200 / 190, abs=1e-4)}]
+    assert scaling == [
+        {
+            "case": "A",
+            "rss_mb": pytest.approx(190, abs=0.01),
+            "rss_mb_doubled": pytest.approx(200, abs=0.01),
+            "ratio": pytest.approx(200 / 190, abs=1e-4),
+        }
+    ]
     judged = {t["target"]: (t["value"], t["result"]) for t in report.targets(results, scaling)}
     assert judged["A uint8 >= 5x naive"] == (pytest.approx(6.0), "PASS")
     assert judged["B uint8 -j 2 >= 1.5x naive"] == (pytest.approx(2.0), "PASS")
@@ -109,7 +128,8 @@ def test_judge_says_why_a_run_has_no_figure():
     assert measure.judge(ok, 4, 4, "") == "ok"
     assert measure.judge(dataclasses.replace(ok, timed_out=True), 0, 4, "") == f"timeout after {measure.TIMEOUT_S} s"
     assert measure.judge(dataclasses.replace(ok, exit_code=2), 4, 4, "Traceback\nValueError: bad\n") == (
-        "failed (exit 2): ValueError: bad")
+        "failed (exit 2): ValueError: bad"
+    )
     assert measure.judge(ok, 3, 4, "") == "wrote 3 files for 4 images"
     assert "not measurable" in measure.judge(dataclasses.replace(ok, rss_kib=1), 4, 4, "")
 
@@ -121,8 +141,17 @@ def test_a_missing_program_gives_a_not_available_row(tmp_path):
     volume.path.touch()
     peer = commands.Tool(None, "nabu-cast not found")
     rows = {r.key: r for r in commands.case_rows(volume, tools, peer, None, tmp_path / "out")}
-    assert list(rows) == ["tomotiff-u8-j2", "tomotiff-u8-j1", "tomotiff-u8-start", "tomotiff-fp-j2",
-                          "naive-u8", "naive-fp", "ceiling-u8", "ceiling-fp", "peer-u8"]
+    assert list(rows) == [
+        "tomotiff-u8-j2",
+        "tomotiff-u8-j1",
+        "tomotiff-u8-start",
+        "tomotiff-fp-j2",
+        "naive-u8",
+        "naive-fp",
+        "ceiling-u8",
+        "ceiling-fp",
+        "peer-u8",
+    ]
     assert rows["tomotiff-u8-start"].status == f"not available: nxs2tiffux not found in {tmp_path}"
     assert rows["tomotiff-fp-j2"].status == f"not available: nxs2tiff not found in {tmp_path}"
     assert rows["peer-u8"].argv is None and rows["peer-u8"].status == "not available: nabu-cast not found"
@@ -180,8 +209,10 @@ def test_run_command_kills_the_whole_session_on_timeout(tmp_path):
 
 def test_the_measuring_process_imports_no_numpy_or_h5py():
     """A child's ru_maxrss can read no lower than its parent's peak: bench.py must stay small."""
-    probe = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import bench; "
-             "print(sorted({'numpy', 'h5py', 'tifffile', 'tomotiff'} & set(sys.modules)))")
+    probe = (
+        f"import sys; sys.path.insert(0, {str(BENCH)!r}); import bench; "
+        "print(sorted({'numpy', 'h5py', 'tifffile', 'tomotiff'} & set(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -215,9 +246,26 @@ def test_volumes_have_the_layout_their_case_describes(tmp_path, name):
 def test_a_tiny_run_of_every_case(tmp_path):
     out = tmp_path / "out.json"
     done = subprocess.run(
-        [sys.executable, str(BENCH / "bench.py"), "--scale", "0.02", "--repeats", "1", "--cases", "A,B,C,D",
-         "--json", str(out), "--workdir", str(tmp_path), "--tomotiff-bin", str(BIN)],
-        capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL,
+        [
+            sys.executable,
+            str(BENCH / "bench.py"),
+            "--scale",
+            "0.02",
+            "--repeats",
+            "1",
+            "--cases",
+            "A,B,C,D",
+            "--json",
+            str(out),
+            "--workdir",
+            str(tmp_path),
+            "--tomotiff-bin",
+            str(BIN),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
@@ -237,8 +285,10 @@ def test_a_tiny_run_of_every_case(tmp_path):
     assert [(s["case"], s["ratio"] > 0) for s in result["memory_scaling"]] == [("A", True), ("C", True)]
     names = [t["target"] for t in result["targets"]]
     assert names == [t[4] for t in report.SPEED_TARGETS] + [
-        "peak RSS < 400 MB in every tomotiff run", "A peak RSS within 10% at 2x images",
-        "C peak RSS within 10% at 2x images"]
+        "peak RSS < 400 MB in every tomotiff run",
+        "A peak RSS within 10% at 2x images",
+        "C peak RSS within 10% at 2x images",
+    ]
     assert all(t["result"] in ("PASS", "FAIL") for t in result["targets"])
     assert "## Targets\n\n| target | value | result |\n| --- | ---: | --- |\n| A uint8 >= 5x naive |" in done.stdout
     assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # its working directory is gone

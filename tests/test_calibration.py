@@ -16,8 +16,10 @@ from tomotiff.errors import TomotiffError
 GDA = "/entry1/instrument/pco1_hw_hdf/data"
 
 
-@pytest.mark.parametrize("text, um", [("1.625um", 1.625), ("0.65e-6m", 0.65), ("6.5", 6.5), ("2 mm", 2000.0),
-                                      ("0.8µm", 0.8), ("650nm", 0.65)])
+@pytest.mark.parametrize(
+    "text, um",
+    [("1.625um", 1.625), ("0.65e-6m", 0.65), ("6.5", 6.5), ("2 mm", 2000.0), ("0.8µm", 0.8), ("650nm", 0.65)],
+)
 def test_pixel_sizes_are_read_with_their_units(text, um):
     assert parse_pixel_size(text).um == pytest.approx(um, rel=1e-12)
 
@@ -45,15 +47,19 @@ def test_the_files_own_pixel_size_is_used_in_the_sample_plane(tmp_path):
     with h5py.File(tmp_path / "raw.nxs") as file:
         size, why = pixel_size_in_file(file, GDA)
     assert why is None and size.um == pytest.approx(1.625)
-    assert size.origin == "/entry1/instrument/pco1_hw_hdf/x_pixel_size / /entry1/instrument/magnification (the sample plane)"
+    assert (
+        size.origin
+        == "/entry1/instrument/pco1_hw_hdf/x_pixel_size / /entry1/instrument/magnification (the sample plane)"
+    )
     done = run_cli("nxs2tiff", "-q", "-d", GDA, "--bin", "2", tmp_path / "raw.nxs", tmp_path / "out")
     assert done.returncode == 0, done.stderr
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert manifest["pixel_size_um"] == pytest.approx(3.25) and "x2 (--bin 2)" in manifest["pixel_size_from"]
 
 
-@pytest.mark.parametrize("value, units", [(np.nan, "undefined"), (np.nan, "m"), (0.0, "m"), (-1.0, "um"),
-                                          (6.5, "undefined")])
+@pytest.mark.parametrize(
+    "value, units", [(np.nan, "undefined"), (np.nan, "m"), (0.0, "m"), (-1.0, "um"), (6.5, "undefined")]
+)
 def test_unknown_sizes_mean_no_calibration_and_one_line_saying_so(tmp_path, value, units):
     raw_scan_with_size(tmp_path / "raw.nxs", value, units)
     done = run_cli("nxs2tiff", "-d", GDA, tmp_path / "raw.nxs", tmp_path / "out")
@@ -70,14 +76,29 @@ def test_unknown_sizes_mean_no_calibration_and_one_line_saying_so(tmp_path, valu
 def test_a_stack_past_the_classic_tiff_limit_is_split_into_whole_page_files(tmp_path, monkeypatch):
     monkeypatch.setattr(sink, "CLASSIC_TIFF_BYTES", 3 * 24 * 32)  # three 24 x 32 uint8 pages a file
     synthetic.write_gda_raw(str(tmp_path / "raw.nxs"), projections=4, flats=2, darks=2, height=24, width=32)
-    done = run_cli("nxs2tiffux", "-q", "-d", GDA, "--stack", "--imagej", "--lo", "0", "--hi", "40000",
-                   tmp_path / "raw.nxs", tmp_path / "out")
+    done = run_cli(
+        "nxs2tiffux",
+        "-q",
+        "-d",
+        GDA,
+        "--stack",
+        "--imagej",
+        "--lo",
+        "0",
+        "--hi",
+        "40000",
+        tmp_path / "raw.nxs",
+        tmp_path / "out",
+    )
     assert done.returncode == 0, done.stderr
     names = sorted(p.name for p in (tmp_path / "out").glob("*.tif"))
     assert names == ["image_00000.tif", "image_00003.tif", "image_00006.tif"]
     manifest = json.loads((tmp_path / "out/manifest.json").read_text())
     assert [(e["index"], e["file"], e["page"]) for e in manifest["images"]][2:5] == [
-        (2, "image_00000.tif", 2), (3, "image_00003.tif", 0), (4, "image_00003.tif", 1)]
+        (2, "image_00000.tif", 2),
+        (3, "image_00003.tif", 0),
+        (4, "image_00003.tif", 1),
+    ]
     with tifffile.TiffFile(tmp_path / "out/image_00003.tif") as tif:
         assert len(tif.pages) == 3 and not tif.is_bigtiff
         assert tif.imagej_metadata["Labels"] == ["image 3 (projection)", "image 4 (projection)", "image 5 (projection)"]

@@ -26,16 +26,25 @@ from tomotiff.source import Hdf5Source
 
 DTYPES = ["uint16", "float32", "int8", "float64"]
 
-BLOSC_SHUFFLES = {"noshuffle": hdf5plugin.Blosc.NOSHUFFLE, "shuffle": hdf5plugin.Blosc.SHUFFLE,
-                  "bitshuffle": hdf5plugin.Blosc.BITSHUFFLE}
+BLOSC_SHUFFLES = {
+    "noshuffle": hdf5plugin.Blosc.NOSHUFFLE,
+    "shuffle": hdf5plugin.Blosc.SHUFFLE,
+    "bitshuffle": hdf5plugin.Blosc.BITSHUFFLE,
+}
 FILTERS = {
-    **{f"gzip{level}{'+shuffle' * shuffle}": dict(compression="gzip", compression_opts=level, shuffle=shuffle)
-       for level in (1, 9) for shuffle in (False, True)},
+    **{
+        f"gzip{level}{'+shuffle' * shuffle}": dict(compression="gzip", compression_opts=level, shuffle=shuffle)
+        for level in (1, 9)
+        for shuffle in (False, True)
+    },
     "lzf": dict(compression="lzf"),
     "lzf+shuffle": dict(compression="lzf", shuffle=True),
     "bitshuffle-lz4": dict(hdf5plugin.Bitshuffle(cname="lz4")),
-    **{f"blosc-{cname}-{name}": dict(hdf5plugin.Blosc(cname=cname, shuffle=shuffle))
-       for cname in ("lz4", "zstd", "blosclz") for name, shuffle in BLOSC_SHUFFLES.items()},
+    **{
+        f"blosc-{cname}-{name}": dict(hdf5plugin.Blosc(cname=cname, shuffle=shuffle))
+        for cname in ("lz4", "zstd", "blosclz")
+        for name, shuffle in BLOSC_SHUFFLES.items()
+    },
     **{f"blosc-{cname}": dict(hdf5plugin.Blosc(cname=cname)) for cname in ("lz4hc", "zlib", "snappy")},
     "lz4": dict(hdf5plugin.LZ4()),
     "lz4-small-blocks": dict(hdf5plugin.LZ4(nbytes=64)),
@@ -52,8 +61,9 @@ def volume(shape: tuple[int, ...], dtype: str, seed: int = 0) -> np.ndarray:
     take both of their ways (LZF, for one, stores incompressible chunks unfiltered)."""
     rng = np.random.default_rng(seed)
     smooth = np.add.outer(np.arange(shape[-2]), np.arange(shape[-1])) % 50
-    data = np.where((np.arange(shape[0]) % 2 == 0).reshape(-1, *[1] * (len(shape) - 1)), smooth,
-                    rng.normal(0, 40, shape))
+    data = np.where(
+        (np.arange(shape[0]) % 2 == 0).reshape(-1, *[1] * (len(shape) - 1)), smooth, rng.normal(0, 40, shape)
+    )
     if np.dtype(dtype).kind == "f":
         return (data * np.pi).astype(dtype)
     info = np.iinfo(dtype)
@@ -78,8 +88,9 @@ def by_h5py(path: Path, axis: int = 0, crop: Crop = Crop()) -> np.ndarray:
     return images[:, crop.rows(images.shape[1]), crop.cols(images.shape[2])]
 
 
-def assert_reads_as_h5py(path: Path, axis: int = 0, crop: Crop = Crop(), begin: int = 0, stop: int | None = None,
-                         row_multiple: int = 1) -> str:
+def assert_reads_as_h5py(
+    path: Path, axis: int = 0, crop: Crop = Crop(), begin: int = 0, stop: int | None = None, row_multiple: int = 1
+) -> str:
     """Every block read_tiles gives, and read_image, equal h5py's reading; return the read path."""
     expected = by_h5py(path, axis, crop)
     with Hdf5Source(str(path), "d", axis, begin, stop, crop) as source:
@@ -119,8 +130,11 @@ def test_bitshuffle_lz4_with_a_raw_tail_of_elements(tmp_path, chunks):
 def test_bitshuffle_lz4_block_as_long_as_its_decoded_bytes(tmp_path):
     """An LZ4 block exactly as long as what it decodes to is still LZ4 in bitshuffle's framing
     (HDF5's LZ4 filter would take it for a block stored raw): written here by hand, read by HDF5."""
-    block = next(b for b in (_partly_random(64, zeros, seed) for seed in range(50) for zeros in range(64))
-                 if len(imagecodecs.lz4_encode(b)) == 64)
+    block = next(
+        b
+        for b in (_partly_random(64, zeros, seed) for seed in range(50) for zeros in range(64))
+        if len(imagecodecs.lz4_encode(b)) == 64
+    )
     other = bytes(64)
     chunk = (128).to_bytes(8, "big") + (64).to_bytes(4, "big")
     for data in (block, other):
@@ -137,8 +151,10 @@ def _partly_random(size: int, zeros: int, seed: int) -> bytes:
     return bytes(zeros) + np.random.default_rng(seed).integers(0, 256, size - zeros, dtype=np.uint8).tobytes()
 
 
-@pytest.mark.parametrize("order", [("fletcher32", "shuffle", "deflate"), ("deflate", "shuffle"),
-                                   ("shuffle", "fletcher32", "deflate", "fletcher32")])
+@pytest.mark.parametrize(
+    "order",
+    [("fletcher32", "shuffle", "deflate"), ("deflate", "shuffle"), ("shuffle", "fletcher32", "deflate", "fletcher32")],
+)
 def test_pipelines_in_any_order_read_as_h5py(tmp_path, order):
     """h5py's high-level API always applies shuffle, then a compressor, then fletcher32; HDF5 takes
     any order. A checksum before shuffle leaves it a tail shorter than an element (float64: 4 bytes)."""
@@ -154,8 +170,10 @@ def test_pipelines_in_any_order_read_as_h5py(tmp_path, order):
     with h5py.File(tmp_path / "f.h5") as file:
         written = file["d"].id.get_create_plist()
         assert [written.get_filter(k)[3].decode() for k in range(written.get_nfilters())] == list(order)
-    assert assert_reads_as_h5py(tmp_path / "f.h5") == f"chunks ({'+'.join(order)}: read and decoded by each worker " \
-                                                      "thread, outside h5py's lock)"
+    assert (
+        assert_reads_as_h5py(tmp_path / "f.h5") == f"chunks ({'+'.join(order)}: read and decoded by each worker "
+        "thread, outside h5py's lock)"
+    )
 
 
 def test_booleans_read_as_h5py(tmp_path):
@@ -163,12 +181,15 @@ def test_booleans_read_as_h5py(tmp_path):
     assert assert_reads_as_h5py(path).startswith("chunks (")
 
 
-@pytest.mark.parametrize(("shape", "chunks", "axis"), [
-    ((9, 20, 24), (4, 6, 10), 0),  # chunks of 4 images, partial at every edge
-    ((20, 9, 24), (8, 8, 8), 1),  # Savu: images on the middle axis
-    ((20, 24, 9), (6, 10, 4), 2),
-    ((1, 9, 20, 24), (1, 3, 7, 24), 1),  # a leading singleton dimension
-])
+@pytest.mark.parametrize(
+    ("shape", "chunks", "axis"),
+    [
+        ((9, 20, 24), (4, 6, 10), 0),  # chunks of 4 images, partial at every edge
+        ((20, 9, 24), (8, 8, 8), 1),  # Savu: images on the middle axis
+        ((20, 24, 9), (6, 10, 4), 2),
+        ((1, 9, 20, 24), (1, 3, 7, 24), 1),  # a leading singleton dimension
+    ],
+)
 @pytest.mark.parametrize("filters", ["gzip1+shuffle", "unfiltered", "bitshuffle-lz4"])
 def test_layouts_read_as_h5py(tmp_path, shape, chunks, axis, filters):
     path = write(tmp_path / "f.h5", volume(shape, "float32"), chunks, **FILTERS[filters])
@@ -176,17 +197,21 @@ def test_layouts_read_as_h5py(tmp_path, shape, chunks, axis, filters):
     assert assert_reads_as_h5py(path, axis, Crop(3, 2, 5, 1), begin=2, stop=8).startswith("chunks (")
 
 
-@pytest.mark.parametrize(("maxshape", "libver", "chunks"), [
-    (None, "earliest", (2, 8, 8)),  # version 1 B-tree
-    (None, "latest", (2, 8, 8)),  # fixed array
-    ((None, 20, 24), "latest", (2, 8, 8)),  # extensible array (one unlimited dimension)
-    ((None, None, 24), "latest", (2, 8, 8)),  # version 2 B-tree
-    (None, "latest", (9, 20, 24)),  # a single chunk
-])
+@pytest.mark.parametrize(
+    ("maxshape", "libver", "chunks"),
+    [
+        (None, "earliest", (2, 8, 8)),  # version 1 B-tree
+        (None, "latest", (2, 8, 8)),  # fixed array
+        ((None, 20, 24), "latest", (2, 8, 8)),  # extensible array (one unlimited dimension)
+        ((None, None, 24), "latest", (2, 8, 8)),  # version 2 B-tree
+        (None, "latest", (9, 20, 24)),  # a single chunk
+    ],
+)
 def test_every_kind_of_chunk_index_reads_as_h5py(tmp_path, maxshape, libver, chunks):
     with h5py.File(tmp_path / "f.h5", "w", libver=libver, userblock_size=512) as file:  # offsets count the user block
-        file.create_dataset("d", data=volume((9, 20, 24), "uint16"), chunks=chunks, maxshape=maxshape,
-                            compression="gzip", shuffle=True)
+        file.create_dataset(
+            "d", data=volume((9, 20, 24), "uint16"), chunks=chunks, maxshape=maxshape, compression="gzip", shuffle=True
+        )
     assert assert_reads_as_h5py(tmp_path / "f.h5").startswith("chunks (shuffle+deflate:")
 
 
@@ -204,8 +229,9 @@ def test_row_bands_and_crops_read_as_h5py(tmp_path, monkeypatch):
 @pytest.mark.parametrize("dtype", ["uint16", "float32"])
 def test_chunks_never_written_read_as_the_fill_value(tmp_path, fillvalue, filters, dtype):
     with h5py.File(tmp_path / "f.h5", "w") as file:
-        dataset = file.create_dataset("d", (9, 20, 24), dtype, chunks=(2, 8, 8), fillvalue=fillvalue,
-                                      **FILTERS[filters])
+        dataset = file.create_dataset(
+            "d", (9, 20, 24), dtype, chunks=(2, 8, 8), fillvalue=fillvalue, **FILTERS[filters]
+        )
         dataset[2:5, 3:11, :17] = volume((3, 8, 17), dtype)  # chunks partly written, others never
         dataset[8] = 1
         assert dataset.id.get_num_chunks() < 5 * 3 * 3
@@ -264,13 +290,16 @@ def test_a_file_cut_short_after_opening_is_an_error(tmp_path):
     reader.close()
 
 
-@pytest.mark.parametrize(("options", "reason"), [
-    (dict(scaleoffset=0), "filter 6 (scaleoffset) is not decoded here"),
-    (dict(hdf5plugin.Blosc2()), "filter 32026"),
-    (dict(hdf5plugin.BZip2()), "filter 307"),
-    (dict(hdf5plugin.Bitshuffle(cname="zstd")), "bitshuffle with zstd is not decoded here"),
-    (dict(compression="gzip", dtype=">u2"), "non-native byte order (>u2)"),
-])
+@pytest.mark.parametrize(
+    ("options", "reason"),
+    [
+        (dict(scaleoffset=0), "filter 6 (scaleoffset) is not decoded here"),
+        (dict(hdf5plugin.Blosc2()), "filter 32026"),
+        (dict(hdf5plugin.BZip2()), "filter 307"),
+        (dict(hdf5plugin.Bitshuffle(cname="zstd")), "bitshuffle with zstd is not decoded here"),
+        (dict(compression="gzip", dtype=">u2"), "non-native byte order (>u2)"),
+    ],
+)
 def test_datasets_not_decoded_here_are_read_by_h5py_saying_why(tmp_path, options, reason):
     dtype = options.pop("dtype", "uint16")
     path = write(tmp_path / "f.h5", volume((7, 19, 23), "uint16").astype(dtype), (3, 8, 16), **options)
@@ -315,8 +344,14 @@ def test_edge_chunks_stored_unfiltered_are_read_by_h5py(tmp_path):
 def test_contiguous_and_chunked_datasets_say_how_they_are_read(tmp_path):
     with h5py.File(tmp_path / "f.h5", "w") as file:
         file["contiguous"] = volume((3, 4, 5), "float32")
-        file.create_dataset("chunked", data=volume((3, 4, 5), "float32"), chunks=(1, 4, 5), compression="gzip",
-                            shuffle=True, fletcher32=True)
+        file.create_dataset(
+            "chunked",
+            data=volume((3, 4, 5), "float32"),
+            chunks=(1, 4, 5),
+            compression="gzip",
+            shuffle=True,
+            fletcher32=True,
+        )
     with Hdf5Source(str(tmp_path / "f.h5"), "contiguous") as source:
         assert source.read_path.startswith("mapped (")
     with Hdf5Source(str(tmp_path / "f.h5"), "contiguous", crop=Crop(1, 0, 0, 0)) as source:
@@ -364,4 +399,3 @@ def _read_all(reader, out: np.ndarray, failed: list) -> None:
         reader.read(out, (slice(0, 8), slice(0, 64), slice(0, 64)))
     except Exception as exc:  # reported by the test's thread
         failed.append(exc)
-

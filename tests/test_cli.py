@@ -37,8 +37,10 @@ def test_a_long_option_with_one_dash_is_an_error_naming_it(gda_scan, tmp_path, c
 
 def test_keys_with_split_keys_is_refused_as_the_workflow_refuses_it(gda_scan, tmp_path, capsys):
     assert nxs2tiffux_main(["--keys", "darks", "--split-keys", "-d", GDA, gda_scan, str(tmp_path / "out")]) == 2
-    assert "--split-keys writes every kind of image, each into its own directory; leave out --keys darks" in \
-        one_error_line(capsys)
+    assert (
+        "--split-keys writes every kind of image, each into its own directory; leave out --keys darks"
+        in one_error_line(capsys)
+    )
 
 
 def test_an_input_pattern_without_a_field_blames_the_option_typed(tmp_path, capsys):
@@ -120,6 +122,10 @@ def test_help_describes_every_argument(capsys):
 
 def test_the_real_k11_scan_starting_with_flats_and_darks_warns_nothing(real, tmp_path, capsys):
     path = real / "k11-diad-18014" / "k11-18014.nxs"
-    assert nxs2tiffux_main(["-d", "/entry/imaging/data", "--use_ref", "-p", "0.1", "-s", "120", str(path),
-                            str(tmp_path / "out")]) == 0
+    assert (
+        nxs2tiffux_main(
+            ["-d", "/entry/imaging/data", "--use_ref", "-p", "0.1", "-s", "120", str(path), str(tmp_path / "out")]
+        )
+        == 0
+    )
     assert "warning" not in capsys.readouterr().err

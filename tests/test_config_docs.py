@@ -66,10 +66,16 @@ def _value(schema: dict, node: dict, name: str | None = None) -> str:
             values = {_value(schema, *_resolve(schema, sub)) for sub in node.get("properties", {}).values()}
             names.append(f"{keys}, each {values.pop()}" if len(values) == 1 else "mapping")
         else:
-            names.append({"integer": "integer", "number": "number", "string": "text", "boolean": "true/false",
-                          "null": "`null`"}[kind])
-    bounds = [f"{sign} {node[key]}" for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"),
-                                                       ("maximum", "<="), ("exclusiveMaximum", "<")) if key in node]
+            names.append(
+                {"integer": "integer", "number": "number", "string": "text", "boolean": "true/false", "null": "`null`"}[
+                    kind
+                ]
+            )
+    bounds = [
+        f"{sign} {node[key]}"
+        for key, sign in (("minimum", ">="), ("exclusiveMinimum", ">"), ("maximum", "<="), ("exclusiveMaximum", "<"))
+        if key in node
+    ]
     if bounds:
         names[0] += " " + ", ".join(bounds)
     return " or ".join(names)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 import tifffile
-from conftest import BIN, run_cli, tiff_names
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import BIN, run_cli, tiff_names
 from tomotiff import synthetic
 
 
@@ -39,8 +39,12 @@ def test_file_size_limit_fails_cleanly_and_a_rerun_completes(guarded_recon, tmp_
     before = digest(guarded_recon)
     out = tmp_path / "out"
     limit = lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (2048, 2048))  # noqa: E731 (below one image)
-    done = subprocess.run([str(BIN / "nxs2tiffux"), "-i", "1", str(guarded_recon), str(out)], preexec_fn=limit,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [str(BIN / "nxs2tiffux"), "-i", "1", str(guarded_recon), str(out)],
+        preexec_fn=limit,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "cannot write" in done.stderr and str(out) in done.stderr and "check free space" in done.stderr
     assert tiff_names(out) == [] and no_partial_files(out)
@@ -52,8 +56,11 @@ def test_output_directory_deleted_mid_run(tmp_path):
     path = tmp_path / "big.nxs"
     synthetic.write_savu_recon(str(path), height=256, count=200, width=256, chunks=(32, 8, 32))
     out = tmp_path / "out"
-    process = subprocess.Popen([str(BIN / "nxs2tiffux"), "-q", "-j", "1", "-i", "1", "--lo", "0", "--hi", "1e-3",
-                                str(path), str(out)], stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [str(BIN / "nxs2tiffux"), "-q", "-j", "1", "-i", "1", "--lo", "0", "--hi", "1e-3", str(path), str(out)],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and not (out.exists() and len(tiff_names(out)) >= 3):
         time.sleep(0.001)
@@ -106,29 +113,97 @@ def test_read_only_output_directory(guarded_recon, tmp_path):
     """A read-only bind mount in a private mount namespace (root ignores file permissions)."""
     out = tmp_path / "ro"
     out.mkdir()
-    script = ('mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 99; shift; exec "$@"')
-    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", str(out), str(BIN / "nxs2tiffux"), "-i", "1",
-                           str(guarded_recon), str(out)], capture_output=True, text=True)
+    script = 'mount --bind "$1" "$1" && mount -o remount,bind,ro "$1" || exit 99; shift; exec "$@"'
+    done = subprocess.run(
+        [
+            "unshare",
+            "-m",
+            "sh",
+            "-c",
+            script,
+            "sh",
+            str(out),
+            str(BIN / "nxs2tiffux"),
+            "-i",
+            "1",
+            str(guarded_recon),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode == 99 or shutil.which("unshare") is None:
         pytest.skip(f"cannot make a read-only mount here: {done.stderr.strip()}")
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "is not writable" in done.stderr and str(out) in done.stderr and list(out.iterdir()) == []
 
 
-OPTIONS = st.lists(st.sampled_from([
-    ["-i", "0"], ["-i", "1"], ["-i", "2"], ["-i", "5"], ["-i", "x"], ["-b", "3"], ["-b", "-1"], ["-s", "4"],
-    ["-s", "99"], ["-u", "8"], ["-u", "16"], ["-u", "7"], ["--lo", "0"], ["--hi", "1e-3"], ["--hi", "-1"],
-    ["--use_ref"], ["-r", "2"], ["-r", "999"], ["-p", "0.5"], ["-p", "60"], ["-o", "x_%03d.tif"], ["-o", "bad"],
-    ["-d", "/entry/final_result_tomo/data"], ["-d", "/nope"], ["-j", "2"], ["-j", "0"], ["--fp"], ["-q"],
-]), max_size=5)
+OPTIONS = st.lists(
+    st.sampled_from(
+        [
+            ["-i", "0"],
+            ["-i", "1"],
+            ["-i", "2"],
+            ["-i", "5"],
+            ["-i", "x"],
+            ["-b", "3"],
+            ["-b", "-1"],
+            ["-s", "4"],
+            ["-s", "99"],
+            ["-u", "8"],
+            ["-u", "16"],
+            ["-u", "7"],
+            ["--lo", "0"],
+            ["--hi", "1e-3"],
+            ["--hi", "-1"],
+            ["--use_ref"],
+            ["-r", "2"],
+            ["-r", "999"],
+            ["-p", "0.5"],
+            ["-p", "60"],
+            ["-o", "x_%03d.tif"],
+            ["-o", "bad"],
+            ["-d", "/entry/final_result_tomo/data"],
+            ["-d", "/nope"],
+            ["-j", "2"],
+            ["-j", "0"],
+            ["--fp"],
+            ["-q"],
+        ]
+    ),
+    max_size=5,
+)
 
 
-TIFF_OPTIONS = st.lists(st.sampled_from([
-    ["-i", "s_%02d.tif"], ["-i", "s_%d.tif"], ["-i", "none"], ["-o", "o_%03d.tif"], ["-o", "s_%02d.tif"],
-    ["-b", "2"], ["-s", "5"], ["-s", "50"], ["-u", "16"], ["--lo", "0"], ["--hi", "1e-3"], ["--use_ref"],
-    ["-r", "3"], ["-r", "99"], ["-p", "1"], ["--window", "global"], ["--sample", "0"], ["--bin", "2"],
-    ["--crop", "1", "1", "1", "1"], ["--crop", "9", "9", "0", "0"], ["--stack"], ["--compression", "zstd"],
-]), max_size=6)
+TIFF_OPTIONS = st.lists(
+    st.sampled_from(
+        [
+            ["-i", "s_%02d.tif"],
+            ["-i", "s_%d.tif"],
+            ["-i", "none"],
+            ["-o", "o_%03d.tif"],
+            ["-o", "s_%02d.tif"],
+            ["-b", "2"],
+            ["-s", "5"],
+            ["-s", "50"],
+            ["-u", "16"],
+            ["--lo", "0"],
+            ["--hi", "1e-3"],
+            ["--use_ref"],
+            ["-r", "3"],
+            ["-r", "99"],
+            ["-p", "1"],
+            ["--window", "global"],
+            ["--sample", "0"],
+            ["--bin", "2"],
+            ["--crop", "1", "1", "1", "1"],
+            ["--crop", "9", "9", "0", "0"],
+            ["--stack"],
+            ["--compression", "zstd"],
+        ]
+    ),
+    max_size=6,
+)
 
 
 @settings(max_examples=40, deadline=None)
@@ -173,5 +248,6 @@ def test_two_runs_into_one_directory_never_mix(tmp_path):
     second = run_cli("nxs2tiffux", "-u", "16", *args)
     assert first.wait(timeout=120) == 0, first.stderr.read()
     assert second.returncode == 2 and "another tomotiff run is writing" in second.stderr
-    assert len(tiff_names(out)) == 1200 and all(tifffile.imread(out / name).dtype.name == "uint8"
-                                              for name in tiff_names(out))
+    assert len(tiff_names(out)) == 1200 and all(
+        tifffile.imread(out / name).dtype.name == "uint8" for name in tiff_names(out)
+    )

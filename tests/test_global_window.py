@@ -181,8 +181,20 @@ def test_error_is_zero_well_under_one_grey_level(tmp_path, small_reads):
     assert (lo, hi) == (want_lo, want_hi)
 
 
-DTYPES = ["float16", "float32", "float64", "int8", "uint8", "int16", "uint16",
-          "int32", "uint32", "int64", "uint64", "bool"]
+DTYPES = [
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "bool",
+]
 
 
 def random_volume(rng, dtype: str, shape) -> np.ndarray:
@@ -243,8 +255,9 @@ def test_64_bit_types_exact_through_every_digit(tmp_path, small_reads, monkeypat
     assert sum(images) == 4 * 5
 
 
-@pytest.mark.parametrize(("dtype", "passes"), [("uint8", 1), ("uint16", 1), ("int16", 1), ("float32", 2),
-                                               ("int32", 2), ("float64", 2)])
+@pytest.mark.parametrize(
+    ("dtype", "passes"), [("uint8", 1), ("uint16", 1), ("int16", 1), ("float32", 2), ("int32", 2), ("float64", 2)]
+)
 def test_number_of_reads(tmp_path, dtype, passes):
     volume = random_volume(np.random.default_rng(1), dtype, (7, 9, 10))
     src = Hdf5Source(write_h5(tmp_path / "v.h5", volume), "data")
@@ -307,8 +320,10 @@ def test_no_finite_pixel_suggests_an_explicit_window(tmp_path):
         src.close()
 
 
-@pytest.mark.parametrize(("percent", "sample", "message"), [(50, 1, r"\[0, 50\)"), (-1, 1, r"\[0, 50\)"),
-                                                            (1, 0, "sample"), (1, 1.5, "sample")])
+@pytest.mark.parametrize(
+    ("percent", "sample", "message"),
+    [(50, 1, r"\[0, 50\)"), (-1, 1, r"\[0, 50\)"), (1, 0, "sample"), (1, 1.5, "sample")],
+)
 def test_bad_arguments_are_refused(tmp_path, percent, sample, message):
     src = Hdf5Source(write_h5(tmp_path / "v.h5", np.arange(60.0).reshape(3, 4, 5)), "data")
     try:

@@ -5,7 +5,6 @@ import shutil
 
 import h5py
 import numpy as np
-import pytest
 
 from tomotiff.cli import nxs2tiff_main
 

@@ -66,7 +66,7 @@ def hostile(tmp_path_factory) -> Path:
         (root / f"cut_{cut}.nxs").write_bytes(data[:cut])
     for signature in (b"TREE", b"HEAP", b"SNOD", b"GCOL"):  # B-tree, local heap, symbol table, global heap
         start = data.index(signature)
-        (root / f"damaged_{signature.decode()}.nxs").write_bytes(data[:start] + b"XXXX" + data[start + 4:])
+        (root / f"damaged_{signature.decode()}.nxs").write_bytes(data[:start] + b"XXXX" + data[start + 4 :])
     with h5py.File(root / "odd.h5", "w") as file:
         file["compound"] = np.zeros((3, 4, 5), [("a", "f4"), ("b", "i4")])
         file["strings"] = np.full((3, 4, 5), b"ab")
@@ -127,10 +127,12 @@ def test_hdf5_file_locked_by_its_writer(tmp_path, command):
 @pytest.fixture
 def good_tiffs(tmp_path) -> Callable[[str], Path]:
     """A directory of four good TIFFs (s_000.tif .. s_003.tif), 40 x 50 float32, made on demand."""
+
     def make(name: str) -> Path:
         directory = tmp_path / name
         synthetic.write_tiff_dir(str(directory), "s_%03d.tif", count=4, height=40, width=50)
         return directory
+
     return make
 
 
@@ -171,8 +173,13 @@ def test_tiff_truncated_in_its_pixels_is_named_as_truncated(good_tiffs, tmp_path
     first = directory / "s_000.tif"
     data = first.read_bytes()
     first.write_bytes(data[: len(data) - 100])
-    tiff2tiffux_fails(directory, tmp_path, capsys, caplog,
-                      f"{first} is truncated: its image data ends at byte {len(data)}, the file at {len(data) - 100}")
+    tiff2tiffux_fails(
+        directory,
+        tmp_path,
+        capsys,
+        caplog,
+        f"{first} is truncated: its image data ends at byte {len(data)}, the file at {len(data) - 100}",
+    )
 
 
 @pytest.mark.parametrize("offset", [3, 10**8], ids=["inside-header", "past-the-end"])
@@ -198,9 +205,11 @@ def patch_tag(path: Path, name: str, value: int) -> None:
     path.write_bytes(bytes(data))
 
 
-DAMAGED_SIZES = [("none", 400, "s_000.tif", "(80000 bytes) but holds 8000 bytes"),  # would read zeros past the data
-                 ("zlib", 4_000_000_000, "s_000.tif", "4000000000 x 50 image"),  # more memory than the machine has
-                 ("none", 400, "s_002.tif", "(80000 bytes) but holds 8000 bytes")]
+DAMAGED_SIZES = [
+    ("none", 400, "s_000.tif", "(80000 bytes) but holds 8000 bytes"),  # would read zeros past the data
+    ("zlib", 4_000_000_000, "s_000.tif", "4000000000 x 50 image"),  # more memory than the machine has
+    ("none", 400, "s_002.tif", "(80000 bytes) but holds 8000 bytes"),
+]
 
 
 @pytest.mark.parametrize("compression, length, name, fragment", DAMAGED_SIZES, ids=["short", "huge", "later"])
@@ -249,8 +258,12 @@ def fifo_fails(command: str, *args: object, out: Path, fragment: str) -> None:
 @pytest.mark.parametrize("command", HDF5_COMMANDS)
 def test_hdf5_input_that_is_a_fifo(tmp_path, command):
     os.mkfifo(tmp_path / "scan.nxs")
-    fifo_fails(command, tmp_path / "scan.nxs", out=tmp_path / "out",
-               fragment=f"{tmp_path / 'scan.nxs'} is a FIFO (named pipe), not a regular file")
+    fifo_fails(
+        command,
+        tmp_path / "scan.nxs",
+        out=tmp_path / "out",
+        fragment=f"{tmp_path / 'scan.nxs'} is a FIFO (named pipe), not a regular file",
+    )
 
 
 @pytest.mark.parametrize("index", [0, 2], ids=["first", "later"])
@@ -259,14 +272,28 @@ def test_tiff_that_is_a_fifo(good_tiffs, tmp_path, index):
     path = directory / f"s_{index:03d}.tif"
     path.unlink()
     os.mkfifo(path)
-    fifo_fails("tiff2tiffux", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", directory, out=tmp_path / "out",
-               fragment=f"{path} is a FIFO (named pipe), not a regular file")
+    fifo_fails(
+        "tiff2tiffux",
+        "-i",
+        "s_%03d.tif",
+        "--lo",
+        "0",
+        "--hi",
+        "1",
+        directory,
+        out=tmp_path / "out",
+        fragment=f"{path} is a FIFO (named pipe), not a regular file",
+    )
 
 
 def test_input_directory_that_is_a_fifo(tmp_path):
     os.mkfifo(tmp_path / "in")
-    fifo_fails("tiff2tiffux", tmp_path / "in", out=tmp_path / "out",
-               fragment=f"{tmp_path / 'in'} is neither a directory nor a regular file")
+    fifo_fails(
+        "tiff2tiffux",
+        tmp_path / "in",
+        out=tmp_path / "out",
+        fragment=f"{tmp_path / 'in'} is neither a directory nor a regular file",
+    )
 
 
 # tomotiff verify
@@ -304,8 +331,12 @@ def test_one_row_or_one_column_images_convert(hostile, tmp_path, name, shape):
     data = np.arange(21, dtype=np.float32).reshape(3, *shape)
     f32, u16, again = tmp_path / "f32", tmp_path / "u16", tmp_path / "again"
     assert nxs2tiff_main(["-q", "--fp", "-d", f"/{name}", str(hostile / "odd.h5"), str(f32)]) == 0
-    assert nxs2tiffux_main(["-q", "-u", "16", "--lo", "0", "--hi", "20", "-d", f"/{name}", str(hostile / "odd.h5"),
-                            str(u16)]) == 0
+    assert (
+        nxs2tiffux_main(
+            ["-q", "-u", "16", "--lo", "0", "--hi", "20", "-d", f"/{name}", str(hostile / "odd.h5"), str(u16)]
+        )
+        == 0
+    )
     assert tiff2tiffux_main(["-q", "-u", "16", "--lo", "0", "--hi", "20", str(f32), str(again)]) == 0  # read back
     for index in range(3):
         file = f"image_{index:05d}.tif"
@@ -319,8 +350,12 @@ def test_one_pixel_images_read_back(tmp_path):
     for index, value in enumerate((0.0, 0.5, 1.0)):
         (tmp_path / "in").mkdir(exist_ok=True)
         tifffile.imwrite(tmp_path / "in" / f"s_{index:03d}.tif", np.full((1, 1), value, np.float32))
-    assert tiff2tiffux_main(["-q", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", str(tmp_path / "in"),
-                             str(tmp_path / "out")]) == 0
+    assert (
+        tiff2tiffux_main(
+            ["-q", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", str(tmp_path / "in"), str(tmp_path / "out")]
+        )
+        == 0
+    )
     assert [int(tifffile.imread(tmp_path / "out" / f"s_{i:03d}.tif")[0, 0]) for i in range(3)] == [0, 128, 255]
 
 
@@ -330,8 +365,10 @@ def test_warnings_of_a_tiff_that_reads_are_still_logged(good_tiffs, tmp_path, ca
     path = directory / "s_001.tif"
     tifffile.imwrite(path, tifffile.imread(path), resolution=(1, 1), resolutionunit=2)
     patch_tag(path, "ResolutionUnit", 193)  # no such unit
-    assert tiff2tiffux_main(["-q", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", str(directory),
-                             str(tmp_path / "out")]) == 0
+    assert (
+        tiff2tiffux_main(["-q", "-i", "s_%03d.tif", "--lo", "0", "--hi", "1", str(directory), str(tmp_path / "out")])
+        == 0
+    )
     assert any("193" in record.getMessage() and record.name == "tifffile" for record in caplog.records)
 
 
@@ -354,8 +391,12 @@ def test_a_closed_pipe_stops_nothing(hostile, tmp_path, command, both):
         args, count = ["-i", "s_%03d.tif", tmp_path / "in", out], 5
     else:
         args, count = ["--fp" if command == "nxs2tiff" else "-u16", "-i", "1", hostile / "recon.nxs", out], 10
-    process = subprocess.Popen([str(BIN / command), *map(str, args)], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT if both else subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / command), *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT if both else subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     process.stdout.close()  # before the command has started: its first line meets a closed pipe
     stderr = b"" if both else process.stderr.read()
     assert process.wait(timeout=120) == 0, stderr
@@ -366,8 +407,12 @@ def test_a_closed_pipe_stops_nothing(hostile, tmp_path, command, both):
 def test_head_sees_the_first_line_and_the_run_completes(hostile, tmp_path):
     """As in the issue: ``nxs2tiffux ... | head -1``."""
     out = tmp_path / "out"
-    done = subprocess.run(["bash", "-o", "pipefail", "-c", f"'{BIN / 'nxs2tiffux'}' -i 1 '{hostile / 'recon.nxs'}' "
-                           f"'{out}' | head -1"], capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", f"'{BIN / 'nxs2tiffux'}' -i 1 '{hostile / 'recon.nxs'}' '{out}' | head -1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.startswith("window: lo=") and len(done.stdout.splitlines()) == 1
     images_complete(out, 10)
@@ -375,8 +420,12 @@ def test_head_sees_the_first_line_and_the_run_completes(hostile, tmp_path):
 
 def test_verify_into_a_closed_pipe(hostile, tmp_path):
     assert nxs2tiff_main(["-q", "--fp", "-i", "1", str(hostile / "recon.nxs"), str(tmp_path / "out")]) == 0
-    process = subprocess.Popen([str(BIN / "tomotiff"), "verify", str(tmp_path / "out")], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [str(BIN / "tomotiff"), "verify", str(tmp_path / "out")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
     process.stdout.close()
     stderr = process.stderr.read()
     assert process.wait(timeout=120) == 0 and not stderr, stderr

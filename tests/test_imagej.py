@@ -27,18 +27,28 @@ SAVU = "/entry/final_result_tomo/data"
 def imagej(tmp_path_factory):
     """A function running ImageJ on one file (one JVM per file, with a timeout: a file ImageJ
     cannot open shows a dialog and would wait forever), on an Xvfb display this fixture starts."""
-    missing = [name for name, found in (("ImageJ (Debian package imagej)", IJ_JAR.exists()),
-                                        ("java", shutil.which("java")), ("Xvfb (package xvfb)", shutil.which("Xvfb")))
-               if not found]
+    missing = [
+        name
+        for name, found in (
+            ("ImageJ (Debian package imagej)", IJ_JAR.exists()),
+            ("java", shutil.which("java")),
+            ("Xvfb (package xvfb)", shutil.which("Xvfb")),
+        )
+        if not found
+    ]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed; .ci/run installs them")
     xvfb = subprocess.Popen(["Xvfb", "-displayfd", "1", "-nolisten", "tcp"], stdout=subprocess.PIPE, text=True)
     display = f":{xvfb.stdout.readline().strip()}"
 
     def probe(path: Path) -> dict[str, str]:
-        done = subprocess.run(["java", "-Dsun.stdout.encoding=UTF-8", "-jar", str(IJ_JAR), "-batch", str(PROBE),
-                               str(path)], capture_output=True, encoding="utf-8", timeout=60,
-                              env={"DISPLAY": display, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+        done = subprocess.run(
+            ["java", "-Dsun.stdout.encoding=UTF-8", "-jar", str(IJ_JAR), "-batch", str(PROBE), str(path)],
+            capture_output=True,
+            encoding="utf-8",
+            timeout=60,
+            env={"DISPLAY": display, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
         facts = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
         assert "dims" in facts, f"ImageJ could not open {path}: {done.stdout}{done.stderr}"
         return facts
@@ -71,8 +81,9 @@ KINDS = {  # name: (command, options)
 def written(tmp_path: Path, ij_recon: Path, kind: str, *choices: str) -> tuple[Path, dict]:
     command, options = KINDS[kind]
     out = tmp_path / "out"
-    done = run_cli(command, "-q", "-d", SAVU, "-i", "1", "-s", "4", "--pixel-size", "1.625um", *options, *choices,
-                   ij_recon, out)
+    done = run_cli(
+        command, "-q", "-d", SAVU, "-i", "1", "-s", "4", "--pixel-size", "1.625um", *options, *choices, ij_recon, out
+    )
     assert done.returncode == 0, done.stderr
     return out / "image_00000.tif", json.loads((out / "manifest.json").read_text())
 
@@ -100,8 +111,11 @@ def test_every_output_kind_opens_right_in_imagej(imagej, ij_recon, tmp_path, kin
             expected = float(pixels[s, y, x])
             assert number(value) == expected or math.isclose(number(value), expected, rel_tol=1e-8), (s, x, y)
             if imagej_metadata and kind != "f32":  # ImageJ measures the original values
-                assert math.isclose(number(calibrated), float(dequantise(expected, manifest["lo"], manifest["hi"],
-                                                                         manifest["bits"])), rel_tol=1e-9)
+                assert math.isclose(
+                    number(calibrated),
+                    float(dequantise(expected, manifest["lo"], manifest["hi"], manifest["bits"])),
+                    rel_tol=1e-9,
+                )
     low, high = map(number, facts["display"].split(","))
     if imagej_metadata or kind != "f32":  # plain float files: ImageJ computes its own range (see README)
         assert math.isfinite(low) and math.isfinite(high) and low < high

@@ -25,8 +25,19 @@ def spec_of(scan: dict, **more) -> dict:
 def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeypatch, keys):
     monkeypatch.chdir(tmp_path)
     write_gda_raw("raw.nxs", projections=20, flats=4, darks=4, height=12, width=10)
-    config = {"scans": [{"id": 7, "input": "raw.nxs", "dataset": GDA, "keys": keys, "shard_size": 8,
-                         "window": {"percent": 1}, "output_pattern": "r_%03d.tif"}]}
+    config = {
+        "scans": [
+            {
+                "id": 7,
+                "input": "raw.nxs",
+                "dataset": GDA,
+                "keys": keys,
+                "shard_size": 8,
+                "window": {"percent": 1},
+                "output_pattern": "r_%03d.tif",
+            }
+        ]
+    }
     scan = batch.load(config, str(SCHEMA))["7"]
     planner = batch.Planner({"7": scan})
     said = []
@@ -34,11 +45,29 @@ def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeyp
     receipts = []
     for first, last in planner.shard_ranges("7"):
         receipts.append(batch.receipt_path("7", first, last))
-        jobs.shard(spec_of(scan, first=first, last=last, depths=scan["depths"], keys=keys, split=False,
-                           scan_range=list(planner.scan_range("7")), layout=scan["layout"],
-                           output_pattern=scan["output_pattern"]), ["window.json"], receipts[-1], 2, said.append)
-    jobs.merge({"id": "7", "depth": "u8", "keys": keys, "range": planner.scan_range("7")}, receipts,
-               "results/7/u8/manifest.json", said.append)
+        jobs.shard(
+            spec_of(
+                scan,
+                first=first,
+                last=last,
+                depths=scan["depths"],
+                keys=keys,
+                split=False,
+                scan_range=list(planner.scan_range("7")),
+                layout=scan["layout"],
+                output_pattern=scan["output_pattern"],
+            ),
+            ["window.json"],
+            receipts[-1],
+            2,
+            said.append,
+        )
+    jobs.merge(
+        {"id": "7", "depth": "u8", "keys": keys, "range": planner.scan_range("7")},
+        receipts,
+        "results/7/u8/manifest.json",
+        said.append,
+    )
     assert nxs2tiffux_main(["-q", "-d", GDA, "-p", "1", "--keys", keys, "-o", "r_%03d.tif", "raw.nxs", "cli"]) == 0
     ours = json.loads((tmp_path / "results/7/u8/manifest.json").read_text())
     theirs = json.loads((tmp_path / "cli/manifest.json").read_text())
@@ -54,13 +83,26 @@ def receipt(tmp_path, name: str, record: dict) -> str:
 
 
 def test_merge_refuses_shards_that_do_not_tile_the_range(tmp_path):
-    shard = {"begin": 0, "stop": 4, "count": 4, "bits": 8, "images": [{"index": i, "file": f"{i}.tif"} for i in range(4)]}
+    shard = {
+        "begin": 0,
+        "stop": 4,
+        "count": 4,
+        "bits": 8,
+        "images": [{"index": i, "file": f"{i}.tif"} for i in range(4)],
+    }
     first = receipt(tmp_path, "a", shard)
     with pytest.raises(TomotiffError, match=r"scan 7 u8: the shards do not cover images 0..5 exactly once"):
         jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [first], str(tmp_path / "m.json"), print)
-    other = {**shard, "begin": 4, "stop": 6, "bits": 16, "images": [{"index": 4, "file": "4.tif"}, {"index": 5, "file": "5.tif"}]}
+    other = {
+        **shard,
+        "begin": 4,
+        "stop": 6,
+        "bits": 16,
+        "images": [{"index": 4, "file": "4.tif"}, {"index": 5, "file": "5.tif"}],
+    }
     second = receipt(tmp_path, "b", other)
     with pytest.raises(TomotiffError, match=r"images 4..5 differs from the others in bits"):
-        jobs.merge({"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [first, second],
-                   str(tmp_path / "m.json"), print)
+        jobs.merge(
+            {"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [first, second], str(tmp_path / "m.json"), print
+        )
     assert not (tmp_path / "m.json").exists()

@@ -57,8 +57,11 @@ def test_k11_explicit_path_and_length_mismatch(real_dir: Path) -> None:
 
 def test_k11_explicit_path_errors_name_the_problem(real_dir: Path) -> None:
     with h5py.File(K11, "r") as file:
-        with pytest.raises(TomotiffError, match=r"'/entry/nope' does not exist; image_key datasets there: "
-                                                r"/entry/instrument/EtherCAT/image_key \(3201,\) int32"):
+        with pytest.raises(
+            TomotiffError,
+            match=r"'/entry/nope' does not exist; image_key datasets there: "
+            r"/entry/instrument/EtherCAT/image_key \(3201,\) int32",
+        ):
             find_image_key(file, 3201, "/entry/nope/image_key")
         with pytest.raises(TomotiffError, match="external link to k11-18014/k11-18014-imaging.h5"):
             find_image_key(file, 3201, "/entry/diamond_scan/keys/imaging")

@@ -9,9 +9,9 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
-from conftest import assert_quantised, read_tiff, run_cli, tiff_names
 from PIL import Image
 
+from conftest import assert_quantised, read_tiff, run_cli, tiff_names
 from tomotiff import synthetic
 
 
@@ -28,7 +28,11 @@ def choices_raw(tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray]:
     path = tmp_path_factory.mktemp("raw") / "raw.nxs"
     synthetic.write_gda_raw(str(path), projections=30, flats=6, darks=6, height=12, width=16)
     with h5py.File(path) as file:
-        return path, file["/entry1/instrument/pco1_hw_hdf/data"][()], file["/entry1/tomo_entry/instrument/detector/image_key"][()]
+        return (
+            path,
+            file["/entry1/instrument/pco1_hw_hdf/data"][()],
+            file["/entry1/tomo_entry/instrument/detector/image_key"][()],
+        )
 
 
 RAW = "/entry1/instrument/pco1_hw_hdf/data"
@@ -65,8 +69,18 @@ def test_float_keys_with_nan_fill_values(tmp_path):
     with h5py.File(tmp_path / "k.h5", "w") as file:
         file["data"] = data
         file["meta/image_key"] = np.array([2.0, 1.0, 0.0, 0.0, np.nan, 1.0])
-    done = run_cli("nxs2tiff", "-q", "-d", "data", "--keys", "projections", "--image-key-path", "/meta/image_key",
-                   tmp_path / "k.h5", tmp_path / "out")
+    done = run_cli(
+        "nxs2tiff",
+        "-q",
+        "-d",
+        "data",
+        "--keys",
+        "projections",
+        "--image-key-path",
+        "/meta/image_key",
+        tmp_path / "k.h5",
+        tmp_path / "out",
+    )
     assert done.returncode == 0, done.stderr
     assert tiff_names(tmp_path / "out") == ["image_00002.tif", "image_00003.tif"]
 
@@ -79,8 +93,9 @@ def test_keys_without_image_key_is_a_clear_error(choices_recon, tmp_path):
 
 def test_real_k11_flats_and_darks(real, tmp_path):
     source = real / "k11-diad-18014" / "k11-18014.nxs"
-    done = run_cli("nxs2tiffux", "-q", "-d", "/entry/imaging/data", "--split-keys", "-s", "150", "-u", "16",
-                   source, tmp_path)
+    done = run_cli(
+        "nxs2tiffux", "-q", "-d", "/entry/imaging/data", "--split-keys", "-s", "150", "-u", "16", source, tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert [len(tiff_names(tmp_path / n)) for n in ("flats", "darks", "projections")] == [50, 50, 50]
     manifest = json.loads((tmp_path / "flats" / "manifest.json").read_text())
@@ -89,7 +104,10 @@ def test_real_k11_flats_and_darks(real, tmp_path):
 
 
 def test_global_window_uses_every_selected_image(choices_recon, tmp_path):
-    path, volume, = choices_recon[0], choices_recon[1]
+    (
+        path,
+        volume,
+    ) = choices_recon[0], choices_recon[1]
     done = run_cli("nxs2tiffux", "-i", "1", "-b", "4", "-s", "20", "--window", "global", "-p", "0.5", path, tmp_path)
     assert done.returncode == 0, done.stderr
     values = volume[:, 4:20, :].astype(np.float64)
@@ -108,7 +126,9 @@ def test_global_window_uses_every_selected_image(choices_recon, tmp_path):
 def test_compressed_output_reads_back_identically(choices_recon, tmp_path, compression):
     path = choices_recon[0]
     assert run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", path, tmp_path / "plain").returncode == 0
-    done = run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", "--compression", compression, path, tmp_path / "c")
+    done = run_cli(
+        "nxs2tiffux", "-q", "-i", "1", "-s", "2", "-u", "16", "--compression", compression, path, tmp_path / "c"
+    )
     assert done.returncode == 0, done.stderr
     plain, packed = tmp_path / "plain" / "image_00001.tif", tmp_path / "c" / "image_00001.tif"
     assert np.array_equal(tifffile.imread(packed), tifffile.imread(plain))
@@ -124,10 +144,46 @@ def test_compressed_output_reads_back_identically(choices_recon, tmp_path, compr
 
 def test_stack_is_one_classic_tiff_equal_to_the_single_files(choices_recon, tmp_path):
     path = choices_recon[0]
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-b", "3", "-s", "17", "-j", "3", "--lo", "0", "--hi", "2e-3",
-                   path, tmp_path / "single").returncode == 0
-    done = run_cli("nxs2tiffux", "-q", "-i", "1", "-b", "3", "-s", "17", "-j", "3", "--lo", "0", "--hi", "2e-3",
-                   "--stack", path, tmp_path / "stack")
+    assert (
+        run_cli(
+            "nxs2tiffux",
+            "-q",
+            "-i",
+            "1",
+            "-b",
+            "3",
+            "-s",
+            "17",
+            "-j",
+            "3",
+            "--lo",
+            "0",
+            "--hi",
+            "2e-3",
+            path,
+            tmp_path / "single",
+        ).returncode
+        == 0
+    )
+    done = run_cli(
+        "nxs2tiffux",
+        "-q",
+        "-i",
+        "1",
+        "-b",
+        "3",
+        "-s",
+        "17",
+        "-j",
+        "3",
+        "--lo",
+        "0",
+        "--hi",
+        "2e-3",
+        "--stack",
+        path,
+        tmp_path / "stack",
+    )
     assert done.returncode == 0, done.stderr
     assert tiff_names(tmp_path / "stack") == ["image_00003.tif"]
     with tifffile.TiffFile(tmp_path / "stack" / "image_00003.tif") as tif:
@@ -137,8 +193,10 @@ def test_stack_is_one_classic_tiff_equal_to_the_single_files(choices_recon, tmp_
     for page, index in enumerate(range(3, 17)):
         assert np.array_equal(stack[page], tifffile.imread(tmp_path / "single" / f"image_{index:05d}.tif"))
     manifest = json.loads((tmp_path / "stack" / "manifest.json").read_text())
-    assert [(e["index"], e["page"], e["file"]) for e in manifest["images"]][:2] == [(3, 0, "image_00003.tif"),
-                                                                                    (4, 1, "image_00003.tif")]
+    assert [(e["index"], e["page"], e["file"]) for e in manifest["images"]][:2] == [
+        (3, 0, "image_00003.tif"),
+        (4, 1, "image_00003.tif"),
+    ]
     assert run_cli("tomotiff", "verify", tmp_path / "stack").returncode == 0
     assert not list((tmp_path / "stack").glob(".*"))
 
@@ -160,7 +218,9 @@ def test_imagej_inputs_are_read(tmp_path):
     image = np.random.default_rng(7).normal(0, 1, (10, 12)).astype(np.float32)
     tifffile.imwrite(tmp_path / "ij_0.tif", image, imagej=True)
     tifffile.imwrite(tmp_path / "ij_1.tif", image + 1, imagej=True)
-    done = run_cli("tiff2tiffux", "-q", "-i", "ij_%d.tif", "-o", "u_%d.tif", "--lo", "-3", "--hi", "4", tmp_path, tmp_path)
+    done = run_cli(
+        "tiff2tiffux", "-q", "-i", "ij_%d.tif", "-o", "u_%d.tif", "--lo", "-3", "--hi", "4", tmp_path, tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert_quantised(tifffile.imread(tmp_path / "u_1.tif"), image + 1, -3, 4, 8)
 
@@ -170,8 +230,25 @@ def test_crop_and_bin(choices_recon, tmp_path):
     done = run_cli("nxs2tiff", "-q", "--fp", "-i", "1", "--crop", "3", "5", "2", "6", path, tmp_path / "crop")
     assert done.returncode == 0, done.stderr
     assert np.array_equal(tifffile.imread(tmp_path / "crop" / "image_00009.tif"), volume[3:35, 9, 2:30])
-    done = run_cli("nxs2tiffux", "-q", "-i", "1", "--crop", "3", "5", "2", "6", "--bin", "4", "--lo", "0", "--hi",
-                   "2e-3", path, tmp_path / "bin")
+    done = run_cli(
+        "nxs2tiffux",
+        "-q",
+        "-i",
+        "1",
+        "--crop",
+        "3",
+        "5",
+        "2",
+        "6",
+        "--bin",
+        "4",
+        "--lo",
+        "0",
+        "--hi",
+        "2e-3",
+        path,
+        tmp_path / "bin",
+    )
     assert done.returncode == 0, done.stderr
     cropped = volume[3:35, 9, 2:30].astype(np.float64)
     binned = cropped[:32, :28].reshape(8, 4, 7, 4).mean(axis=(1, 3))
@@ -187,8 +264,22 @@ def test_crop_that_leaves_nothing_is_refused(choices_recon, tmp_path):
 
 def test_ome_tiff_holds_valid_ome_xml_with_the_physical_size(choices_recon, tmp_path):
     ome_types = pytest.importorskip("ome_types", reason="ome-types is a test dependency: pip install -e '.[test]'")
-    done = run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "5", "--stack", "--ome", "--pixel-size", "0.65e-6m",
-                   "-o", "r_%03d.ome.tif", choices_recon[0], tmp_path)
+    done = run_cli(
+        "nxs2tiffux",
+        "-q",
+        "-i",
+        "1",
+        "-s",
+        "5",
+        "--stack",
+        "--ome",
+        "--pixel-size",
+        "0.65e-6m",
+        "-o",
+        "r_%03d.ome.tif",
+        choices_recon[0],
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     ome = ome_types.from_tiff(tmp_path / "r_000.ome.tif")  # parses and validates against the OME schema
     pixels = ome.images[0].pixels
@@ -196,8 +287,25 @@ def test_ome_tiff_holds_valid_ome_xml_with_the_physical_size(choices_recon, tmp_
     assert pixels.physical_size_x == pixels.physical_size_y == pixels.physical_size_z == pytest.approx(0.65)
     assert pixels.physical_size_x_unit.value == "µm"
     assert json.loads(ome.images[0].description)["indices"] == [0, 1, 2, 3, 4]
-    again = run_cli("nxs2tiffux", "-q", "-i", "1", "-s", "5", "--stack", "--ome", "--pixel-size", "0.65e-6m",
-                    "-o", "r_%03d.ome.tif", choices_recon[0], tmp_path / "again")
+    assert (
+        run_cli(
+            "nxs2tiffux",
+            "-q",
+            "-i",
+            "1",
+            "-s",
+            "5",
+            "--stack",
+            "--ome",
+            "--pixel-size",
+            "0.65e-6m",
+            "-o",
+            "r_%03d.ome.tif",
+            choices_recon[0],
+            tmp_path / "again",
+        ).returncode
+        == 0
+    )
     assert (tmp_path / "again/r_000.ome.tif").read_bytes() == (tmp_path / "r_000.ome.tif").read_bytes()
     refused = run_cli("nxs2tiffux", "--ome", "--imagej", "-i", "1", choices_recon[0], tmp_path / "both")
     assert refused.returncode == 2 and "--ome and --imagej" in refused.stderr
@@ -219,8 +327,13 @@ def test_tiff2tiffux_reads_a_stack_page_by_page(tmp_path, layout):
     assert manifest["window"]["reference"] == 4 and manifest["input_pages"] == 9
     assert [(e["index"], e["input_page"]) for e in manifest["images"]] == [(i, i) for i in range(2, 7)]
     for index in range(2, 7):
-        assert_quantised(tifffile.imread(tmp_path / "out" / f"image_{index:05d}.tif"), volume[index],
-                         manifest["lo"], manifest["hi"], 16)
+        assert_quantised(
+            tifffile.imread(tmp_path / "out" / f"image_{index:05d}.tif"),
+            volume[index],
+            manifest["lo"],
+            manifest["hi"],
+            16,
+        )
     stacked = run_cli("tiff2tiffux", "-q", "-s", "3", "--lo", "-1", "--hi", "1", "--stack", path, tmp_path / "st")
     assert stacked.returncode == 0 and len(tifffile.TiffFile(tmp_path / "st/image_00000.tif").pages) == 3
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import tifffile
 import xxhash
-from conftest import BIN, assert_quantised, read_tiff, run_cli, tiff_names
 from PIL import Image
 
+from conftest import BIN, assert_quantised, read_tiff, run_cli, tiff_names
 from tomotiff import FORMULA, __version__, dequantise, synthetic
 from tomotiff.sink import file_checksum
 
@@ -28,8 +28,24 @@ def files_recon(tmp_path_factory) -> Path:
 
 
 def test_metadata_records_how_each_image_was_made(files_recon, tmp_path):
-    done = run_cli("nxs2tiffux", "-i", "1", "-b", "3", "-s", "9", "-u", "16", "--use_ref", "-p", "0.5",
-                   "-o", "s_%04d.tif", files_recon, tmp_path)
+    done = run_cli(
+        "nxs2tiffux",
+        "-i",
+        "1",
+        "-b",
+        "3",
+        "-s",
+        "9",
+        "-u",
+        "16",
+        "--use_ref",
+        "-p",
+        "0.5",
+        "-o",
+        "s_%04d.tif",
+        files_recon,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     image, meta = read_tiff(tmp_path / "s_0005.tif")
     assert meta["source"] == str(files_recon) and meta["dataset"] == "/entry/final_result_tomo/data"
@@ -74,10 +90,12 @@ def test_file_checksum_is_xxh3_of_the_whole_file_across_map_windows(tmp_path, si
 
 def test_the_commands_limit_openblas_before_numpy_loads():
     """The console scripts set OPENBLAS_NUM_THREADS=1 (unless the user set it) before numpy loads."""
-    code = ("import os, sys; import tomotiff.entry; assert 'numpy' not in sys.modules; "
-            "sys.argv = ['tomotiff', '--version']\n"
-            "try: tomotiff.entry.tomotiff_main()\nexcept SystemExit: pass\n"
-            "assert 'numpy' in sys.modules; print(os.environ['OPENBLAS_NUM_THREADS'])")
+    code = (
+        "import os, sys; import tomotiff.entry; assert 'numpy' not in sys.modules; "
+        "sys.argv = ['tomotiff', '--version']\n"
+        "try: tomotiff.entry.tomotiff_main()\nexcept SystemExit: pass\n"
+        "assert 'numpy' in sys.modules; print(os.environ['OPENBLAS_NUM_THREADS'])"
+    )
     env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
     for given, expected in ((None, "1"), ("3", "3")):
         run_env = env if given is None else {**env, "OPENBLAS_NUM_THREADS": given}
@@ -95,15 +113,29 @@ def test_pillow_and_tiffinfo_read_the_output(files_recon, tmp_path):
     if shutil.which("tiffinfo") is None:
         pytest.skip("tiffinfo not installed (Debian package libtiff-tools; .ci/run installs it)")
     info = subprocess.run(["tiffinfo", str(tmp_path / "u16" / "image_00001.tif")], capture_output=True, text=True)
-    assert info.returncode == 0 and "Bits/Sample: 16" in info.stdout and "Image Width: 56 Image Length: 48" in info.stdout
+    assert (
+        info.returncode == 0 and "Bits/Sample: 16" in info.stdout and "Image Width: 56 Image Length: 48" in info.stdout
+    )
 
 
 def test_big_endian_and_uint16_tiff_inputs(tmp_path):
     data = np.random.default_rng(5).integers(100, 60000, (3, 10, 12), dtype=np.uint16)
     for index, image in enumerate(data):
         tifffile.imwrite(tmp_path / f"b_{index}.tif", image, byteorder=">")
-    done = run_cli("tiff2tiffux", "-q", "-i", "b_%d.tif", "-o", "o_%d.tif", "--lo", "100", "--hi", "60000",
-                   tmp_path, tmp_path / "out")
+    done = run_cli(
+        "tiff2tiffux",
+        "-q",
+        "-i",
+        "b_%d.tif",
+        "-o",
+        "o_%d.tif",
+        "--lo",
+        "100",
+        "--hi",
+        "60000",
+        tmp_path,
+        tmp_path / "out",
+    )
     assert done.returncode == 0, done.stderr
     for index in range(3):
         image, meta = read_tiff(tmp_path / "out" / f"o_{index}.tif")
@@ -128,8 +160,11 @@ def test_workers_do_not_change_the_bytes(files_recon, tmp_path):
         done = run_cli("nxs2tiffux", "-q", "-i", "1", "-j", workers, "-p", "1", files_recon, tmp_path / workers)
         assert done.returncode == 0
     for name in tiff_names(tmp_path / "1"):
-        assert (tmp_path / "1" / name).read_bytes() == (tmp_path / "2" / name).read_bytes() ==\
-               (tmp_path / "3" / name).read_bytes()
+        assert (
+            (tmp_path / "1" / name).read_bytes()
+            == (tmp_path / "2" / name).read_bytes()
+            == (tmp_path / "3" / name).read_bytes()
+        )
 
 
 def test_progress_is_silent_when_not_a_terminal_and_quiet_silences_stdout(files_recon, tmp_path):
@@ -170,7 +205,10 @@ def big(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
     root = tmp_path_factory.mktemp("kill")
     path = root / "big.nxs"
     synthetic.write_savu_recon(str(path), height=256, count=160, width=256, chunks=(32, 8, 32))
-    assert run_cli("nxs2tiffux", "-q", "-i", "1", "-j", "1", "--lo", "0", "--hi", "0.002", path, root / "ref").returncode == 0
+    assert (
+        run_cli("nxs2tiffux", "-q", "-i", "1", "-j", "1", "--lo", "0", "--hi", "0.002", path, root / "ref").returncode
+        == 0
+    )
     return path, {p.name: p.read_bytes() for p in (root / "ref").iterdir()}
 
 
@@ -198,8 +236,9 @@ def test_progress_bar_on_a_terminal(files_recon, tmp_path):
     def run_on_tty(*args: str) -> str:
         leader, follower = pty.openpty()
         fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 80, 0, 0))  # a real terminal's size
-        process = subprocess.Popen([str(BIN / "nxs2tiffux"), *args], stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=follower)
+        process = subprocess.Popen(
+            [str(BIN / "nxs2tiffux"), *args], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=follower
+        )
         os.close(follower)
         chunks = []
         while True:
@@ -247,7 +286,21 @@ def test_compressed_hdf5_input_through_hdf5plugin(tmp_path, codec):
     volume = np.random.default_rng(8).normal(0, 1e-3, (12, 9, 14)).astype(np.float32)
     with h5py.File(tmp_path / "z.h5", "w") as file:
         file.create_dataset("v", data=volume, chunks=(4, 3, 14), **getattr(hdf5plugin, codec)())
-    done = run_cli("nxs2tiffux", "-q", "-d", "v", "-i", "1", "-u", "16", "--lo", "-3e-3", "--hi", "3e-3",
-                   tmp_path / "z.h5", tmp_path / "out")
+    done = run_cli(
+        "nxs2tiffux",
+        "-q",
+        "-d",
+        "v",
+        "-i",
+        "1",
+        "-u",
+        "16",
+        "--lo",
+        "-3e-3",
+        "--hi",
+        "3e-3",
+        tmp_path / "z.h5",
+        tmp_path / "out",
+    )
     assert done.returncode == 0, done.stderr
     assert_quantised(tifffile.imread(tmp_path / "out" / "image_00005.tif"), volume[:, 5, :], -3e-3, 3e-3, 16)

@@ -40,9 +40,11 @@ def test_the_plan_chooses_windows_from_projections_and_splits_by_kind(raw_scan, 
     assert plan.window_images.tolist() == np.flatnonzero(keys == 0).tolist()
     assert [group.images.kind for group in plan.groups] == ["projections", "flats", "darks"]
     assert [group.images.indices.tolist() for group in plan.groups] == [
-        np.flatnonzero(keys == code).tolist() for code in (0, 1, 2)]
+        np.flatnonzero(keys == code).tolist() for code in (0, 1, 2)
+    ]
     assert [group.targets[0].directory for group in plan.groups] == [
-        str(tmp_path / "out" / kind) for kind in ("projections", "flats", "darks")]
+        str(tmp_path / "out" / kind) for kind in ("projections", "flats", "darks")
+    ]
     with pytest.raises(ValueError):
         plan.groups[0].images.indices[0] = 99  # computed once, never changed
     with pytest.raises(ValueError):
@@ -107,7 +109,8 @@ def test_the_stream_reads_the_images_asked_for_once(tmp_path):
     with Hdf5Source(str(path), SAVU, 1) as source:
         seen = [(len(arrays), done) for arrays, done in engine.stream(source, np.array([1, 2, 9]))]
         volume = np.stack([source.read_image(i) for i in (1, 2, 9)])
-        pixels = np.concatenate([a.reshape(-1) for arrays, _ in engine.stream(source, np.array([1, 2, 9]))
-                                 for a in arrays])
+        pixels = np.concatenate(
+            [a.reshape(-1) for arrays, _ in engine.stream(source, np.array([1, 2, 9])) for a in arrays]
+        )
     assert sum(done for _, done in seen) == 3
     assert np.array_equal(np.sort(pixels), np.sort(volume.reshape(-1)))

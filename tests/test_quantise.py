@@ -54,9 +54,25 @@ def test_the_issue_examples_follow_the_formula_not_a_neighbour(path):
     assert quantise(np.array([100.0]), 0, 200, 16).tolist() == [32768]
 
 
-INTEGER_WINDOWS = [(0, 30000), (0, 200), (100, 60000), (40, 60430), (0, 65535), (0, 510), (-510, 0), (0, 131070),
-                   (0, 255), (1e6, 1e6 + 3), (-300, -100), (-3, 40000), (-32768, 32767), (-1, 1), (1000.5, 1300.25),
-                   (0, 4096), (7, 8)]
+INTEGER_WINDOWS = [
+    (0, 30000),
+    (0, 200),
+    (100, 60000),
+    (40, 60430),
+    (0, 65535),
+    (0, 510),
+    (-510, 0),
+    (0, 131070),
+    (0, 255),
+    (1e6, 1e6 + 3),
+    (-300, -100),
+    (-3, 40000),
+    (-32768, 32767),
+    (-1, 1),
+    (1000.5, 1300.25),
+    (0, 4096),
+    (7, 8),
+]
 SMALL_INTEGERS = ["uint8", "int8", "uint16", "int16", ">u2", ">i2"]
 
 
@@ -84,9 +100,23 @@ def test_bool_images_are_0_and_1(path):
         assert_quantised(quantise(x, lo, hi, bits), x, lo, hi, bits)
 
 
-FLOAT_WINDOWS = [(0.0, 1.0), (-1.0, 3.0), (0.0, 255.0), (0.0, 65535.0), (-0.0005, 0.0015), (-2.5e-3, 2.5e-3),
-                 (0.0, 30000.0), (1000.5, 1300.25), (-300.0, -100.0), (1e6, 1e6 + 3), (-8.0, 1.0),
-                 (1e-30, 3e-30), (0.0, 1e30), (0.0, 1e31), (-1e300, 1e300)]
+FLOAT_WINDOWS = [
+    (0.0, 1.0),
+    (-1.0, 3.0),
+    (0.0, 255.0),
+    (0.0, 65535.0),
+    (-0.0005, 0.0015),
+    (-2.5e-3, 2.5e-3),
+    (0.0, 30000.0),
+    (1000.5, 1300.25),
+    (-300.0, -100.0),
+    (1e6, 1e6 + 3),
+    (-8.0, 1.0),
+    (1e-30, 3e-30),
+    (0.0, 1e30),
+    (0.0, 1e31),
+    (-1e300, 1e300),
+]
 
 
 def near_ties(lo: float, hi: float, bits: int, dtype: str, levels: int = 300, ulps: int = 4) -> np.ndarray:
@@ -192,8 +222,7 @@ def test_large_image_crosses_internal_blocks(path):
     assert_quantised(quantise(x, -4, 4, 8), x, -4, 4, 8)
 
 
-@pytest.mark.parametrize("lo, hi", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (float("-inf"), 1.0),
-                                    (-1e308, 1e308)])
+@pytest.mark.parametrize("lo, hi", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (float("-inf"), 1.0), (-1e308, 1e308)])
 def test_bad_windows_are_user_errors(lo, hi):
     with pytest.raises(TomotiffError):
         quantise(np.zeros(3), lo, hi, 8)
@@ -221,11 +250,25 @@ def test_the_float32_error_bound_holds(bits):
     and it is not loose by more than a factor of 2 everywhere."""
     rng = np.random.default_rng(11)
     ratios = []
-    for lo, hi in [(0.0, 1.0), (-0.0005, 0.0015), (-8.0, 1.0), (8.0, 9.0), (1000.5, 1300.25), (1e-30, 3e-30),
-                   (0.0, 1e30), (-3.0, 40000.0), (0.1, 0.30000001)]:
+    for lo, hi in [
+        (0.0, 1.0),
+        (-0.0005, 0.0015),
+        (-8.0, 1.0),
+        (8.0, 9.0),
+        (1000.5, 1300.25),
+        (1e-30, 3e-30),
+        (0.0, 1e30),
+        (-3.0, 40000.0),
+        (0.1, 0.30000001),
+    ]:
         assert working_dtype(np.dtype(np.float32), lo, hi, 8) == np.float32
-        x = np.concatenate([near_ties(lo, hi, bits, "float32"), rng.uniform(lo - (hi - lo), hi + (hi - lo), 100000),
-                            [lo, hi, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)]]).astype(np.float32)
+        x = np.concatenate(
+            [
+                near_ties(lo, hi, bits, "float32"),
+                rng.uniform(lo - (hi - lo), hi + (hi - lo), 100000),
+                [lo, hi, np.nextafter(lo, -np.inf), np.nextafter(hi, np.inf)],
+            ]
+        ).astype(np.float32)
         top = np.float32(2**bits - 1)
         t = (x - np.float32(lo)) * np.float32((2**bits - 1) / (hi - lo))
         t = np.fmin(np.fmax(t, np.float32(0)), top)

@@ -20,7 +20,8 @@ from tomotiff import quantise
 
 compiled = quantisation._quantise_loop
 pytestmark = pytest.mark.skipif(
-    compiled is None, reason="tomotiff._quantise_loop is not built (no C compiler at install): numpy does the work")
+    compiled is None, reason="tomotiff._quantise_loop is not built (no C compiler at install): numpy does the work"
+)
 
 
 @contextmanager
@@ -66,8 +67,17 @@ def test_halfway_values_round_to_even(bits):
     np.testing.assert_array_equal(fast, np.where(levels % 2 == 0, levels, levels + 1))
 
 
-UINT16_WINDOWS = [(0.0, 65535.0), (100.0, 60000.0), (1000.5, 1300.25), (-3.0, 40000.0), (0.0, 30000.0), (0.0, 200.0),
-                  (40.0, 60430.0), (0.0, 510.0), (30000.0, 30010.0)]
+UINT16_WINDOWS = [
+    (0.0, 65535.0),
+    (100.0, 60000.0),
+    (1000.5, 1300.25),
+    (-3.0, 40000.0),
+    (0.0, 30000.0),
+    (0.0, 200.0),
+    (40.0, 60430.0),
+    (0.0, 510.0),
+    (30000.0, 30010.0),
+]
 
 
 @pytest.mark.parametrize("lo, hi", UINT16_WINDOWS)
@@ -139,16 +149,23 @@ windows = st.tuples(st.floats(-1e6, 1e6), st.floats(1e-6, 1e6))
 
 
 @settings(max_examples=300, deadline=None)
-@given(image=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=40), elements=finite_or_special),
-       window=windows, bits=st.sampled_from([8, 16]))
+@given(
+    image=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=3, max_side=40), elements=finite_or_special),
+    window=windows,
+    bits=st.sampled_from([8, 16]),
+)
 def test_float32_images_match_numpy(image, window, bits):
     lo, width = window
     assert_both_ways(image, float(lo), float(lo) + float(width), bits)
 
 
 @settings(max_examples=100, deadline=None)
-@given(image=hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=64)),
-       lo=st.integers(0, 60000), width=st.integers(1, 70000), bits=st.sampled_from([8, 16]))
+@given(
+    image=hnp.arrays(np.uint16, hnp.array_shapes(min_dims=2, max_dims=2, max_side=64)),
+    lo=st.integers(0, 60000),
+    width=st.integers(1, 70000),
+    bits=st.sampled_from([8, 16]),
+)
 def test_uint16_images_match_numpy(image, lo, width, bits):
     assume(lo + width > 0)
     assert_both_ways(image, lo, lo + width, bits)

@@ -6,13 +6,16 @@ import h5py
 import numpy as np
 import pytest
 import tifffile
+
 from conftest import assert_quantised, read_tiff, run_cli, tiff_names
 
 
 @pytest.fixture(scope="module")
 def checksums(real) -> dict[str, str]:
     lines = (real / "SHA256SUMS").read_text().split("\n")
-    return {name.strip().lstrip("*"): digest for digest, name in (line.split(maxsplit=1) for line in lines if line.strip())}
+    return {
+        name.strip().lstrip("*"): digest for digest, name in (line.split(maxsplit=1) for line in lines if line.strip())
+    }
 
 
 def test_savu_external_link_falls_back_beside_the_file(real, tmp_path):
@@ -38,14 +41,35 @@ def test_savu_default_signal_reference_window(real, tmp_path):
     assert f"lo={float(lo)!r} hi={float(hi)!r}" in done.stdout
     image, meta = read_tiff(tmp_path / "image_00009.tif")
     assert_quantised(image, volume[:, 9, :], lo, hi, 16)
-    assert meta["window"] == {"lo": float(lo), "hi": float(hi), "method": "reference", "reference": 5, "percent": 1.0,
-                             "sample": None}
+    assert meta["window"] == {
+        "lo": float(lo),
+        "hi": float(hi),
+        "method": "reference",
+        "reference": 5,
+        "percent": 1.0,
+        "sample": None,
+    }
 
 
 def test_k11_raw_uint16_through_external_link(real, tmp_path):
     source = real / "k11-diad-18014" / "k11-18014.nxs"
-    done = run_cli("nxs2tiffux", "-d", "/entry/imaging/data", "-b", "100", "-s", "140", "-u", "8",
-                   "--lo", "40", "--hi", "60430", source, tmp_path)
+    done = run_cli(
+        "nxs2tiffux",
+        "-d",
+        "/entry/imaging/data",
+        "-b",
+        "100",
+        "-s",
+        "140",
+        "-u",
+        "8",
+        "--lo",
+        "40",
+        "--hi",
+        "60430",
+        source,
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert tiff_names(tmp_path)[0] == "image_00100.tif" and len(tiff_names(tmp_path)) == 40
     with h5py.File(source) as file:
@@ -67,7 +91,9 @@ def test_dangling_external_link_names_the_missing_file(real, tmp_path):
 def test_httomo_file_without_nexus_attributes_lists_datasets(real, tmp_path):
     done = run_cli("nxs2tiffux", real / "httomo-tomo-data.h5", tmp_path / "out")
     assert done.returncode == 2 and "/tomo/data (20, 10, 192) float32" in done.stderr and "-d" in done.stderr
-    done = run_cli("nxs2tiffux", "-d", "/tomo/data", "-i", "2", "-s", "3", real / "httomo-tomo-data.h5", tmp_path / "out")
+    done = run_cli(
+        "nxs2tiffux", "-d", "/tomo/data", "-i", "2", "-s", "3", real / "httomo-tomo-data.h5", tmp_path / "out"
+    )
     assert done.returncode == 0 and len(tiff_names(tmp_path / "out")) == 3
     image, _ = read_tiff(tmp_path / "out" / "image_00002.tif")
     assert image.shape == (20, 10)
@@ -83,8 +109,20 @@ def test_tomopy_data_exchange_middle_axis(real, tmp_path):
 
 
 def test_savu_raw_tiffs_context4(real, tmp_path):
-    done = run_cli("tiff2tiffux", "-i", "raw_%05d.tiff", "-o", "raw_u8_%05d.tif", "-u", "8", "--use_ref", "-r", "3",
-                   real / "savu-raw-tiffs", tmp_path)
+    done = run_cli(
+        "tiff2tiffux",
+        "-i",
+        "raw_%05d.tiff",
+        "-o",
+        "raw_u8_%05d.tif",
+        "-u",
+        "8",
+        "--use_ref",
+        "-r",
+        "3",
+        real / "savu-raw-tiffs",
+        tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert len(tiff_names(tmp_path)) == 10  # stop defaults to the last consecutive file
     reference = tifffile.imread(real / "savu-raw-tiffs" / "raw_00003.tiff")

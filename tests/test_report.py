@@ -64,8 +64,16 @@ class Page(HTMLParser):
         if tag == "details" and "scan" in css.split():
             self.scans.append(attrs["data-scan"])
         elif tag == "section" and css == "output":
-            self.sections.append({"scan": attrs["data-scan"], "output": attrs["data-output"], "lo": "", "hi": "",
-                                  "verify": "", "figures": []})
+            self.sections.append(
+                {
+                    "scan": attrs["data-scan"],
+                    "output": attrs["data-output"],
+                    "lo": "",
+                    "hi": "",
+                    "verify": "",
+                    "figures": [],
+                }
+            )
         elif tag == "img":
             self.images.append(attrs["src"])
             self.sections[-1]["figures"].append(attrs["class"])
@@ -101,7 +109,7 @@ class Page(HTMLParser):
 
     def toc_row(self, output: str) -> list[str]:
         """The table of contents' row of an output, from its output cell on."""
-        (row,) = [row[row.index(output):] for row in self.toc if output in row]
+        (row,) = [row[row.index(output) :] for row in self.toc if output in row]
         return row
 
 
@@ -114,8 +122,9 @@ def manifest(directory: Path) -> dict:
 
 def write_stats(scan_dir: Path, source: SourceRequest, reference: int) -> None:
     """results/SCAN/stats.json as the workflow's stats job writes it, with each depth's window."""
-    windows = {depth: Window(**manifest(scan_dir / depth)["window"]) for depth in ("u8", "u16")
-               if (scan_dir / depth).is_dir()}
+    windows = {
+        depth: Window(**manifest(scan_dir / depth)["window"]) for depth in ("u8", "u16") if (scan_dir / depth).is_dir()
+    }
     with source.open() as opened:
         stats = scan_stats(opened, reference, windows)
     (scan_dir / "stats.json").write_text(json.dumps({"scan": scan_dir.name, **stats}))
@@ -133,12 +142,27 @@ def outputs(tmp_path_factory) -> dict[str, Path]:
     synthetic.write_tiff_dir(str(tiffs), count=12)
     results = root / "results"
     common = ("-d", SAVU, "-i", "1", "-q", recon)
-    for args in (("nxs2tiffux", "-u", "8", "-r", "12", "-p", "0.1", *common, results / "R1/u8"),
-                 ("nxs2tiffux", "-u", "16", "-r", "12", "-p", "1", *common, results / "R1/u16"),
-                 ("nxs2tiff", "--fp", *common, results / "R1/f32"),
-                 ("nxs2tiffux", "-d", GDA, "--lo", "0", "--hi", "40000", "--split-keys", "-q", raw, results / "R2/u8"),
-                 ("tiff2tiffux", "-i", "recon_%05d.tif", "-u", "16", "-p", "0.5", "--stack", "--compression", "zstd",
-                  "-q", tiffs, root / ODD_NAME)):
+    for args in (
+        ("nxs2tiffux", "-u", "8", "-r", "12", "-p", "0.1", *common, results / "R1/u8"),
+        ("nxs2tiffux", "-u", "16", "-r", "12", "-p", "1", *common, results / "R1/u16"),
+        ("nxs2tiff", "--fp", *common, results / "R1/f32"),
+        ("nxs2tiffux", "-d", GDA, "--lo", "0", "--hi", "40000", "--split-keys", "-q", raw, results / "R2/u8"),
+        (
+            "tiff2tiffux",
+            "-i",
+            "recon_%05d.tif",
+            "-u",
+            "16",
+            "-p",
+            "0.5",
+            "--stack",
+            "--compression",
+            "zstd",
+            "-q",
+            tiffs,
+            root / ODD_NAME,
+        ),
+    ):
         done = run_cli(*args)
         assert done.returncode == 0, done.stderr
     write_stats(results / "R1", SourceRequest(str(recon), "hdf5", SAVU, 1), 12)
@@ -161,8 +185,16 @@ def test_one_section_per_scan_and_output(outputs, page):
     odd = str(outputs["command"])
     assert shown.scans == ["R1", "R2", odd]
     assert sorted((s["scan"], s["output"]) for s in shown.sections) == sorted(
-        [("R1", "u8"), ("R1", "u16"), ("R1", "f32"), ("R2", "u8/darks"), ("R2", "u8/flats"),
-         ("R2", "u8/projections"), (odd, "u16")])
+        [
+            ("R1", "u8"),
+            ("R1", "u16"),
+            ("R1", "f32"),
+            ("R2", "u8/darks"),
+            ("R2", "u8/flats"),
+            ("R2", "u8/projections"),
+            (odd, "u16"),
+        ]
+    )
     for s in shown.sections:
         expected = ["histogram", "clipping", "thumbnails", "slice"]
         assert s["figures"] == [name for name in expected if name != "clipping" or s["output"] != "f32"], s
@@ -171,9 +203,12 @@ def test_one_section_per_scan_and_output(outputs, page):
 def test_the_window_printed_is_the_manifests(outputs, page):
     _, shown = page
     results = outputs["results"]
-    for scan, output, directory in [("R1", "u8", results / "R1/u8"), ("R1", "u16", results / "R1/u16"),
-                                    ("R2", "u8/flats", results / "R2/u8/flats"),
-                                    (str(outputs["command"]), "u16", outputs["command"])]:
+    for scan, output, directory in [
+        ("R1", "u8", results / "R1/u8"),
+        ("R1", "u16", results / "R1/u16"),
+        ("R2", "u8/flats", results / "R2/u8/flats"),
+        (str(outputs["command"]), "u16", outputs["command"]),
+    ]:
         recorded = manifest(directory)
         section = shown.section(scan, output)
         assert float(section["lo"]) == recorded["lo"] and float(section["hi"]) == recorded["hi"], (scan, output)
@@ -208,15 +243,17 @@ def test_the_clipping_shown_is_what_was_written(outputs, page):
     """The raw scan's flats are all >= 40000 = hi: every pixel at 255; its projections none."""
     _, shown = page
     assert shown.toc_row("u8/flats")[4] == "0% / 100%" and shown.toc_row("u8/projections")[4] == "0% / 0%"
-    found = report.measure(str(outputs["results"] / "R2/u8/flats"), manifest(outputs["results"] / "R2/u8/flats")[
-        "images"], 8, None)
+    found = report.measure(
+        str(outputs["results"] / "R2/u8/flats"), manifest(outputs["results"] / "R2/u8/flats")["images"], 8, None
+    )
     assert found.at_top == [1.0] * 4 and found.at_zero == [0.0] * 4
 
 
 def test_histogram_from_stats_json_or_from_the_tiffs(outputs, page):
     """With stats.json: its histogram (the source's values); without: the reference TIFF mapped back."""
-    with_stats = report.section(report.find_scans(str(outputs["results"] / "R1"))[0], report.Output("u8", str(
-        outputs["results"] / "R1/u8")))
+    with_stats = report.section(
+        report.find_scans(str(outputs["results"] / "R1"))[0], report.Output("u8", str(outputs["results"] / "R1/u8"))
+    )
     assert "stats.json" in with_stats.figures["histogram"].note
     command = report.find_scans(str(outputs["command"]))[0]
     without = report.section(command, command.outputs[0])
@@ -297,8 +334,11 @@ def write_many_scans(root: Path, template: dict, count: int = MANY, images: int 
             tifffile.imwrite(directory / name, quantised)
             with open(directory / name, "rb") as handle:
                 entries.append({"index": index, "file": name, "xxh3_128": file_checksum(handle)})
-        write_manifest(str(directory / MANIFEST_NAME), {**header, "lo": lo, "hi": hi, "window": window,
-                                                         "begin": 0, "stop": images, "count": images}, entries)
+        write_manifest(
+            str(directory / MANIFEST_NAME),
+            {**header, "lo": lo, "hi": hi, "window": window, "begin": 0, "stop": images, "count": images},
+            entries,
+        )
         stats = {"scan": scan, "reference": images // 2, **image_stats(volume[images // 2]), "windows": {"u8": window}}
         (root / scan / "stats.json").write_text(json.dumps(stats))
 
@@ -342,14 +382,30 @@ def open_in_chromium(chromium: str, page: Path, workdir: Path) -> tuple[str, np.
     """The DOM after loading ``page`` from disk, and a 1200 x 1600 screenshot as an RGB array."""
     from PIL import Image
 
-    options = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--no-first-run", "--disable-dev-shm-usage", "--window-size=1200,1600",
-               "--virtual-time-budget=5000"]
+    options = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        "--window-size=1200,1600",
+        "--virtual-time-budget=5000",
+    ]
     screenshot = workdir / "screenshot.png"
-    for extra in ([f"--user-data-dir={workdir / 'shot'}", f"--screenshot={screenshot}"],
-                  [f"--user-data-dir={workdir / 'dom'}", "--dump-dom"]):
-        done = subprocess.run([*options, *extra, page.resolve().as_uri()], capture_output=True, text=True, timeout=180,
-                              stdin=subprocess.DEVNULL)
+    for extra in (
+        [f"--user-data-dir={workdir / 'shot'}", f"--screenshot={screenshot}"],
+        [f"--user-data-dir={workdir / 'dom'}", "--dump-dom"],
+    ):
+        done = subprocess.run(
+            [*options, *extra, page.resolve().as_uri()],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            stdin=subprocess.DEVNULL,
+        )
         assert done.returncode == 0, done.stderr[-2000:]  # a D-Bus complaint on stderr is harmless
     return done.stdout, np.asarray(Image.open(screenshot).convert("RGB"), np.float64)
 
@@ -365,7 +421,8 @@ def assert_chromium_shows(chromium: str, path: Path, scans: list[str], workdir: 
     shown, written = Page(dom), Page(path.read_text())
     assert shown.scans == scans
     assert [(s["scan"], s["output"], s["lo"]) for s in shown.sections] == [
-        (s["scan"], s["output"], s["lo"]) for s in written.sections]
+        (s["scan"], s["output"], s["lo"]) for s in written.sections
+    ]
     assert_not_blank(pixels)
 
 
@@ -393,10 +450,19 @@ def test_snakemake_report_of_the_demo_batch(chromium, tmp_path):
     for name in ("Snakefile", "config", "rules", "scripts", "envs", "profiles", "report"):
         (shutil.copytree if (REPO / name).is_dir() else shutil.copy2)(REPO / name, workdir / name)
     scans = ["1001", "1002", "1003", "23912", "87637"]
-    for args in (["--cores", "2", "reports"], ["--report", "report.html", "reports"],
-                 ["--report", "report.zip", "reports"]):
-        done = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
-                              timeout=600, stdin=subprocess.DEVNULL)
+    for args in (
+        ["--cores", "2", "reports"],
+        ["--report", "report.html", "reports"],
+        ["--report", "report.zip", "reports"],
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            stdin=subprocess.DEVNULL,
+        )
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-6000:]
     figures = 0
     for scan in scans:
@@ -413,5 +479,7 @@ def test_snakemake_report_of_the_demo_batch(chromium, tmp_path):
     dom, pixels = open_in_chromium(chromium, workdir / "report.html", tmp_path)
     assert all(f"scan {scan}" in dom for scan in scans)
     assert_not_blank(pixels)
-    print(f"Snakemake's report.html: {os.path.getsize(workdir / 'report.html') / 1e3:.0f} kB, "
-          f"report.zip: {os.path.getsize(workdir / 'report.zip') / 1e3:.0f} kB")
+    print(
+        f"Snakemake's report.html: {os.path.getsize(workdir / 'report.html') / 1e3:.0f} kB, "
+        f"report.zip: {os.path.getsize(workdir / 'report.zip') / 1e3:.0f} kB"
+    )

@@ -12,8 +12,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import REPO, assert_quantised, read_tiff, run_script, tiff_names
 
+from conftest import REPO, assert_quantised, read_tiff, run_script, tiff_names
 from tomotiff import synthetic
 
 LO, HI = -0.0016974231, 0.0016586095
@@ -45,8 +45,20 @@ def seed_slices(tmp_path_factory) -> Path:
 
 def test_context1_nxs2tiff_keeps_float32(seed_recon, tmp_path):
     out = tmp_path / "tiffs"
-    done = run_script("nxs2tiff", "-d", "/entry/final_result_tomo/data", "-b", "0", "-s", "50", "-i", "1", "--fp",
-                   seed_recon, f"{out}/")
+    done = run_script(
+        "nxs2tiff",
+        "-d",
+        "/entry/final_result_tomo/data",
+        "-b",
+        "0",
+        "-s",
+        "50",
+        "-i",
+        "1",
+        "--fp",
+        seed_recon,
+        f"{out}/",
+    )
     assert done.returncode == 0, done.stderr
     assert tiff_names(out) == [f"image_{i:05d}.tif" for i in range(50)]
     with h5py.File(seed_recon) as file:
@@ -63,8 +75,26 @@ def test_context1_example2_rank4_run_as_python_script(tmp_path):
     with h5py.File(source, "w") as file:
         file.create_dataset("2-AstraReconGpu-tomo/data", data=volume, chunks=(16, 1, 12, 10))
     script = REPO / "src" / "tomotiff" / "nxs2tiff.py"
-    done = subprocess.run([sys.executable, str(script), "-b", "0", "-s", "130", "-d", "2-AstraReconGpu-tomo/data",
-                           "-i", "3", "--fp", str(source), "./Tiffs"], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            "-b",
+            "0",
+            "-s",
+            "130",
+            "-d",
+            "2-AstraReconGpu-tomo/data",
+            "-i",
+            "3",
+            "--fp",
+            str(source),
+            "./Tiffs",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0, done.stderr
     assert len(tiff_names(tmp_path / "Tiffs")) == 130
     image, _ = read_tiff(tmp_path / "Tiffs" / "image_00129.tif")
@@ -73,8 +103,25 @@ def test_context1_example2_rank4_run_as_python_script(tmp_path):
 
 def test_context1_nxs2tiffux_explicit_window(seed_recon, tmp_path):
     out = tmp_path / "u8"
-    done = run_script("nxs2tiffux", "-d", "/entry/final_result_tomo/data", "-b", "0", "-s", "50", "-i", "1", "-u", "8",
-                   "--lo", "-0.0016974231", "--hi", "0.0016586095", seed_recon, f"{out}/")
+    done = run_script(
+        "nxs2tiffux",
+        "-d",
+        "/entry/final_result_tomo/data",
+        "-b",
+        "0",
+        "-s",
+        "50",
+        "-i",
+        "1",
+        "-u",
+        "8",
+        "--lo",
+        "-0.0016974231",
+        "--hi",
+        "0.0016586095",
+        seed_recon,
+        f"{out}/",
+    )
     assert done.returncode == 0, done.stderr
     assert f"lo={LO!r} hi={HI!r}" in done.stdout
     with h5py.File(seed_recon) as file:
@@ -88,7 +135,9 @@ def test_context1_nxs2tiffux_explicit_window(seed_recon, tmp_path):
 
 def test_context2_nxs2tiff_keeps_uint16(seed_raw, tmp_path):
     out = tmp_path / "projections"
-    done = run_script("nxs2tiff", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-b", "0", "-s", "2159", seed_raw, f"{out}/")
+    done = run_script(
+        "nxs2tiff", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-b", "0", "-s", "2159", seed_raw, f"{out}/"
+    )
     assert done.returncode == 0, done.stderr
     names = tiff_names(out)
     assert len(names) == 2159 and names[-1] == "image_02158.tif"
@@ -101,8 +150,21 @@ def test_context2_nxs2tiff_keeps_uint16(seed_raw, tmp_path):
 def test_context2_nxs2tiffux_float_window_on_raw_data_warns(seed_raw, tmp_path):
     """The page's example applies a reconstruction's lo/hi to uint16 raw data along axis 1."""
     out = tmp_path / "u8"
-    done = run_script("nxs2tiffux", "-d", "/entry1/instrument/pco1_hw_hdf/data", "-i", "1", "-u", "8", "--lo",
-                   "-0.0016974231", "--hi", "0.0016586095", seed_raw, f"{out}/")
+    done = run_script(
+        "nxs2tiffux",
+        "-d",
+        "/entry1/instrument/pco1_hw_hdf/data",
+        "-i",
+        "1",
+        "-u",
+        "8",
+        "--lo",
+        "-0.0016974231",
+        "--hi",
+        "0.0016586095",
+        seed_raw,
+        f"{out}/",
+    )
     assert done.returncode == 0, done.stderr
     assert "saturates" in done.stderr and "warning" in done.stderr
     assert len(tiff_names(out)) == 6  # axis 1 has 6 rows: each image is a sinogram (images, width)
@@ -112,8 +174,26 @@ def test_context2_nxs2tiffux_float_window_on_raw_data_warns(seed_raw, tmp_path):
 
 def test_context3_tiff2tiffux_reference_window(seed_slices, tmp_path):
     out = tmp_path / "u8" / "87637"
-    done = run_script("tiff2tiffux", "-b", "0", "-s", "2159", "-i", "recon_129200_%05d.tif", "-o",
-                   "recon_129200_%05d.tif", "-u", "8", "--use_ref", "-r", "1080", "-p", "0.1", f"{seed_slices}/", f"{out}/")
+    done = run_script(
+        "tiff2tiffux",
+        "-b",
+        "0",
+        "-s",
+        "2159",
+        "-i",
+        "recon_129200_%05d.tif",
+        "-o",
+        "recon_129200_%05d.tif",
+        "-u",
+        "8",
+        "--use_ref",
+        "-r",
+        "1080",
+        "-p",
+        "0.1",
+        f"{seed_slices}/",
+        f"{out}/",
+    )
     assert done.returncode == 0, done.stderr
     reference, _ = read_tiff(seed_slices / "recon_129200_01080.tif")
     lo, hi = np.percentile(reference.astype(np.float64), [0.1, 99.9])
@@ -127,9 +207,25 @@ def test_context3_tiff2tiffux_reference_window(seed_slices, tmp_path):
 
 def test_context3_tiff2tiffux_explicit_window(seed_slices, tmp_path):
     out = tmp_path / "u8" / "87637"
-    done = run_script("tiff2tiffux", "-b", "0", "-s", "2159", "-i", "recon_129200_%05d.tif", "-o",
-                   "recon_129200_%05d.tif", "-u", "8", "--lo", "-0.0016974231", "--hi", "0.0016586095",
-                   f"{seed_slices}/", f"{out}/")
+    done = run_script(
+        "tiff2tiffux",
+        "-b",
+        "0",
+        "-s",
+        "2159",
+        "-i",
+        "recon_129200_%05d.tif",
+        "-o",
+        "recon_129200_%05d.tif",
+        "-u",
+        "8",
+        "--lo",
+        "-0.0016974231",
+        "--hi",
+        "0.0016586095",
+        f"{seed_slices}/",
+        f"{out}/",
+    )
     assert done.returncode == 0, done.stderr
     source, _ = read_tiff(seed_slices / "recon_129200_00007.tif")
     image, _ = read_tiff(out / "recon_129200_00007.tif")

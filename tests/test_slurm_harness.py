@@ -107,7 +107,5 @@ def test_snakemake_workflow_runs_through_slurm(slurm_snakemake: Path, cluster: S
     # One allocation for the whole group, one for combine.
     assert len(submitted) == 2, log
     seen = cluster.jobs_seen()
-    assert {job_id: seen.get(job_id) for job_id in submitted} == dict.fromkeys(
-        submitted, "completed"
-    )
+    assert {job_id: seen.get(job_id) for job_id in submitted} == dict.fromkeys(submitted, "completed")
     assert submitted.isdisjoint(before)

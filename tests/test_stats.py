@@ -6,9 +6,8 @@ import pytest
 from tomotiff import synthetic
 from tomotiff.errors import TomotiffError
 from tomotiff.source import Hdf5Source, TiffDirSource
-from tomotiff.window import WindowRequest, choose_window
 from tomotiff.stats import HISTOGRAM_BINS, PERCENTILES, image_stats, percentile_key, scan_stats
-from tomotiff.window import percentile_window
+from tomotiff.window import WindowRequest, choose_window, percentile_window
 
 REQUIRED_PERCENTILES = ["0", "0.1", "1", "50", "99", "99.9", "100"]
 

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 import tifffile
 import yaml
-from conftest import read_tiff, run_cli, tiff_names
 
+from conftest import read_tiff, run_cli, tiff_names
 from tomotiff import synthetic
 from tomotiff.manifest import verify
 
@@ -60,8 +60,15 @@ def read_config(workdir: Path) -> dict:
 
 
 def snakemake(workdir: Path, *args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=workdir, capture_output=True, text=True,
-                          timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def run_ok(workdir: Path, *args: str) -> subprocess.CompletedProcess:
@@ -80,7 +87,7 @@ def planned(workdir: Path, *args: str, env: dict | None = None) -> list[tuple[st
         if match:
             jobs.append([match.group(1), {}])
         elif jobs and line.strip().startswith("wildcards: "):
-            jobs[-1][1] = dict(kv.split("=", 1) for kv in line.strip()[len("wildcards: "):].split(", "))
+            jobs[-1][1] = dict(kv.split("=", 1) for kv in line.strip()[len("wildcards: ") :].split(", "))
     return [(rule, wildcards) for rule, wildcards in jobs]
 
 
@@ -133,7 +140,10 @@ def stray_files(directory: Path) -> list[str]:
 # --- files that need no Snakemake run ---------------------------------------------------------
 
 
-PYPI_NAME = {"python-xxhash": "xxhash", "matplotlib-base": "matplotlib"}  # conda-forge name -> PyPI name, where they differ
+PYPI_NAME = {
+    "python-xxhash": "xxhash",
+    "matplotlib-base": "matplotlib",
+}  # conda-forge name -> PyPI name, where they differ
 
 
 def _requirement(text: str) -> tuple[str, str]:
@@ -149,7 +159,10 @@ def test_conda_environment_matches_pyproject():
     python = conda.pop("python")
     assert python == pyproject["requires-python"].replace(" ", "")
     build = {name: conda.pop(name) for name in ("pip", "setuptools", "c-compiler")}  # for installing tomotiff itself
-    assert f"setuptools{build['setuptools']}" in tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    assert (
+        f"setuptools{build['setuptools']}"
+        in tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    )
     assert conda == dict(_requirement(dep) for dep in pyproject["dependencies"])
     assert "conda-forge" in env["channels"]
     deploy = (REPO / "envs" / "tomotiff.post-deploy.sh").read_text()  # Snakemake runs it once the env exists
@@ -213,24 +226,63 @@ def test_lint_is_clean(tmp_path):
 @pytest.mark.slow
 def test_demo_batch_matches_the_cli(demo, tmp_path):
     results = demo / "results"
-    expected = {"1001": ["u8", "u16", "f32"], "1002": ["u8", "u16", "f32"], "1003": ["u8", "u16", "f32"],
-                "23912": ["u8"], "87637": ["u8", "u16"]}
+    expected = {
+        "1001": ["u8", "u16", "f32"],
+        "1002": ["u8", "u16", "f32"],
+        "1003": ["u8", "u16", "f32"],
+        "23912": ["u8"],
+        "87637": ["u8", "u16"],
+    }
     assert sorted(p.name for p in results.iterdir()) == sorted(expected)
     for scan, depths in expected.items():
         assert sorted(p.name for p in (results / scan).iterdir() if not p.name.startswith(".")) == sorted(
-            ["stats.json", *depths])
+            ["stats.json", *depths]
+        )
         for depth in depths:
             assert verify(str(results / scan / depth)) == []
     savu = demo / "resources/demo/savu/1002.nxs"
     common = ("-d", SAVU, "-i", "1", "-o", "1002_%05d.tif", savu)
-    assert_same_as_cli(results / "1002/u8", cli_tiffs(tmp_path, "nxs2tiffux", "-u", "8", "--use_ref", "-p", "0.1", *common))
+    assert_same_as_cli(
+        results / "1002/u8", cli_tiffs(tmp_path, "nxs2tiffux", "-u", "8", "--use_ref", "-p", "0.1", *common)
+    )
     assert_same_as_cli(results / "1002/u16", cli_tiffs(tmp_path, "nxs2tiffux", "-u", "16", "-p", "0.1", *common))
     assert_same_as_cli(results / "1002/f32", cli_tiffs(tmp_path, "nxs2tiff", "--fp", *common))
-    raw = cli_tiffs(tmp_path, "nxs2tiffux", "-d", GDA, "-b", "4", "-s", "124", "-u", "8", "--lo", "0", "--hi", "40000",
-                    "-o", "p_23912_%05d.tif", demo / "resources/demo/gda/23912.nxs")
+    raw = cli_tiffs(
+        tmp_path,
+        "nxs2tiffux",
+        "-d",
+        GDA,
+        "-b",
+        "4",
+        "-s",
+        "124",
+        "-u",
+        "8",
+        "--lo",
+        "0",
+        "--hi",
+        "40000",
+        "-o",
+        "p_23912_%05d.tif",
+        demo / "resources/demo/gda/23912.nxs",
+    )
     assert_same_as_cli(results / "23912/u8", raw)
-    tiffs = cli_tiffs(tmp_path, "tiff2tiffux", "-i", "recon_%05d.tif", "-o", "87637_%05d.tif", "-u", "16", "--use_ref",
-                      "-r", "10", "-p", "1", demo / "resources/demo/tiff/87637")
+    tiffs = cli_tiffs(
+        tmp_path,
+        "tiff2tiffux",
+        "-i",
+        "recon_%05d.tif",
+        "-o",
+        "87637_%05d.tif",
+        "-u",
+        "16",
+        "--use_ref",
+        "-r",
+        "10",
+        "-p",
+        "1",
+        demo / "resources/demo/tiff/87637",
+    )
     assert_same_as_cli(results / "87637/u16", tiffs)
     assert read_tiff(results / "23912/u8/p_23912_00004.tif")[1]["image_key"] == 0.0  # a raw scan: keys recorded
     names = sorted(p.name for p in (results / "23912/u8").iterdir())
@@ -240,8 +292,22 @@ def test_demo_batch_matches_the_cli(demo, tmp_path):
 @pytest.mark.slow
 def test_demo_stats_json(demo):
     stats = json.loads((demo / "results/1001/stats.json").read_text())
-    for key in ("shape", "dtype", "axis", "range", "reference", "min", "max", "mean", "percentiles", "histogram",
-                "windows", "source", "dataset", "tomotiff_version"):
+    for key in (
+        "shape",
+        "dtype",
+        "axis",
+        "range",
+        "reference",
+        "min",
+        "max",
+        "mean",
+        "percentiles",
+        "histogram",
+        "windows",
+        "source",
+        "dataset",
+        "tomotiff_version",
+    ):
         assert key in stats, key
     assert stats["shape"] == [48, 64, 48] and stats["axis"] == 1 and stats["dtype"] == "float32"
     assert stats["range"] == {"begin": 0, "stop": 64, "count": 64} and stats["reference"] == 32
@@ -251,7 +317,9 @@ def test_demo_stats_json(demo):
     assert stats["windows"]["u8"] == stats["windows"]["u16"] == window
     assert (window["lo"], window["hi"]) == (stats["percentiles"]["0.1"], stats["percentiles"]["99.9"])
     raw = json.loads((demo / "results/23912/stats.json").read_text())
-    assert raw["dtype"] == "uint16" and raw["reference"] == 4 + 120 // 2 and raw["windows"]["u8"]["method"] == "explicit"
+    assert (
+        raw["dtype"] == "uint16" and raw["reference"] == 4 + 120 // 2 and raw["windows"]["u8"]["method"] == "explicit"
+    )
 
 
 @pytest.mark.slow
@@ -265,8 +333,14 @@ def test_1_second_run_does_nothing(demo):
 def test_logs_and_benchmarks_and_no_stray_files(demo):
     assert stray_files(demo / "results") == []
     logs = {p.relative_to(demo / "logs").as_posix() for p in (demo / "logs").rglob("*") if p.is_file()}
-    assert {"1001/stats.log", "1001/window-u16.log", "1001/shards/00000-00031.log", "1001/manifest-f32.log",
-            "benchmarks/1001/shards/00032-00063.tsv", "demo/savu/1001.log"} <= logs
+    assert {
+        "1001/stats.log",
+        "1001/window-u16.log",
+        "1001/shards/00000-00031.log",
+        "1001/manifest-f32.log",
+        "benchmarks/1001/shards/00032-00063.tsv",
+        "demo/savu/1001.log",
+    } <= logs
     shard_log = (demo / "logs/1001/shards/00000-00031.log").read_text()
     assert "at u8, u16, f32 from one read" in shard_log and "u8 window: lo=" in shard_log
 
@@ -275,8 +349,16 @@ def test_logs_and_benchmarks_and_no_stray_files(demo):
 def test_2_adding_a_scan_runs_only_its_jobs(demo, tmp_path):
     workdir = demo
     config = read_config(workdir)
-    config["scans"].append({"id": 1004, "input": "resources/demo/savu/{scan}.nxs", "dataset": SAVU, "axis": 1,
-                            "stop": 40, "bits": [16, 32]})
+    config["scans"].append(
+        {
+            "id": 1004,
+            "input": "resources/demo/savu/{scan}.nxs",
+            "dataset": SAVU,
+            "axis": 1,
+            "stop": 40,
+            "bits": [16, 32],
+        }
+    )
     write_config(workdir, config)
     jobs = planned(workdir)
     assert {rule for rule, _ in jobs} == {"demo_hdf5", "window", "stats", "shard", "manifest", "all"}
@@ -285,9 +367,26 @@ def test_2_adding_a_scan_runs_only_its_jobs(demo, tmp_path):
     before = snapshot(workdir)
     run_ok(workdir)
     assert all(path.startswith("results/1004/") for path in changed(before, snapshot(workdir)))
-    assert_same_as_cli(workdir / "results/1004/u16", cli_tiffs(
-        tmp_path, "nxs2tiffux", "-d", SAVU, "-i", "1", "-s", "40", "-u", "16", "-p", "0.1", "-o", "1004_%05d.tif",
-        workdir / "resources/demo/savu/1004.nxs"))
+    assert_same_as_cli(
+        workdir / "results/1004/u16",
+        cli_tiffs(
+            tmp_path,
+            "nxs2tiffux",
+            "-d",
+            SAVU,
+            "-i",
+            "1",
+            "-s",
+            "40",
+            "-u",
+            "16",
+            "-p",
+            "0.1",
+            "-o",
+            "1004_%05d.tif",
+            workdir / "resources/demo/savu/1004.nxs",
+        ),
+    )
     assert nothing_to_do(workdir)
 
 
@@ -305,26 +404,75 @@ def test_3_changing_a_window_or_the_bit_depths_reruns_only_what_they_affect(demo
     write_config(workdir, config)
     jobs = planned(workdir)
     raw_jobs = sorted((rule, w.get("depth", ""), w.get("first", "")) for rule, w in jobs if w.get("scan") == "23912")
-    assert raw_jobs == [("manifest", "u8", ""), ("shard", "", "00004"), ("shard", "", "00032"),
-                        ("shard", "", "00064"), ("shard", "", "00096"), ("stats", "", ""), ("window", "u8", "")]
+    assert raw_jobs == [
+        ("manifest", "u8", ""),
+        ("shard", "", "00004"),
+        ("shard", "", "00032"),
+        ("shard", "", "00064"),
+        ("shard", "", "00096"),
+        ("stats", "", ""),
+        ("window", "u8", ""),
+    ]
     assert {(rule, w.get("depth")) for rule, w in jobs if w.get("scan") == "1001"} == {
-        ("window", "u16"), ("stats", None), ("shard", None), ("manifest", "u8"), ("manifest", "u16"),
-        ("manifest", "f32")}  # the u8 window is not chosen again
+        ("window", "u16"),
+        ("stats", None),
+        ("shard", None),
+        ("manifest", "u8"),
+        ("manifest", "u16"),
+        ("manifest", "f32"),
+    }  # the u8 window is not chosen again
     assert {rule for rule, w in jobs if w.get("scan") == "87637"} == {"shard", "manifest"}
     digests = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (workdir / "results").rglob("*.tif")}
     run_ok(workdir)
-    same = {path.relative_to(workdir / "results").parts[:2] for path, digest in digests.items()
-            if hashlib.sha256(path.read_bytes()).hexdigest() == digest}
+    same = {
+        path.relative_to(workdir / "results").parts[:2]
+        for path, digest in digests.items()
+        if hashlib.sha256(path.read_bytes()).hexdigest() == digest
+    }
     differ = {path.relative_to(workdir / "results").parts[:2] for path in digests} - same
     assert differ == {("23912", "u8"), *((scan, "u16") for scan in ("1001", "1002", "1003"))}
     assert {("1001", "u8"), ("1001", "f32"), ("87637", "u8"), ("87637", "u16")} <= same
     assert len(list((workdir / "results/87637/f32").glob("*.tif"))) == 40
-    assert_same_as_cli(workdir / "results/23912/u8", cli_tiffs(
-        tmp_path, "nxs2tiffux", "-d", GDA, "-b", "4", "-s", "124", "-u", "8", "--lo", "1000", "--hi", "35000",
-        "-o", "p_23912_%05d.tif", workdir / "resources/demo/gda/23912.nxs"))
-    assert_same_as_cli(workdir / "results/1003/u16", cli_tiffs(
-        tmp_path, "nxs2tiffux", "-d", SAVU, "-i", "1", "-u", "16", "-p", "1", "-o", "1003_%05d.tif",
-        workdir / "resources/demo/savu/1003.nxs"))
+    assert_same_as_cli(
+        workdir / "results/23912/u8",
+        cli_tiffs(
+            tmp_path,
+            "nxs2tiffux",
+            "-d",
+            GDA,
+            "-b",
+            "4",
+            "-s",
+            "124",
+            "-u",
+            "8",
+            "--lo",
+            "1000",
+            "--hi",
+            "35000",
+            "-o",
+            "p_23912_%05d.tif",
+            workdir / "resources/demo/gda/23912.nxs",
+        ),
+    )
+    assert_same_as_cli(
+        workdir / "results/1003/u16",
+        cli_tiffs(
+            tmp_path,
+            "nxs2tiffux",
+            "-d",
+            SAVU,
+            "-i",
+            "1",
+            "-u",
+            "16",
+            "-p",
+            "1",
+            "-o",
+            "1003_%05d.tif",
+            workdir / "resources/demo/savu/1003.nxs",
+        ),
+    )
     assert manifest(workdir / "results/1003/u8/manifest.json")["window"]["percent"] == 0.1
     assert nothing_to_do(workdir)
 
@@ -338,15 +486,21 @@ def test_4_a_deleted_tiff_is_restored_by_rerunning_its_shard_only(demo, tmp_path
         path.unlink()
     jobs = planned(workdir)
     assert sorted((rule, w.get("scan", ""), w.get("depth", ""), w.get("first", "")) for rule, w in jobs) == [
-        ("all", "", "", ""), *(("manifest", "1002", depth, "") for depth in ("f32", "u16", "u8")),
-        ("manifest", "23912", "u8", ""), ("shard", "1002", "", "00000"), ("shard", "23912", "", "00032")]
+        ("all", "", "", ""),
+        *(("manifest", "1002", depth, "") for depth in ("f32", "u16", "u8")),
+        ("manifest", "23912", "u8", ""),
+        ("shard", "1002", "", "00000"),
+        ("shard", "23912", "", "00032"),
+    ]
     before = snapshot(workdir)
     run_ok(workdir)
     for path, digest in digests.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
     rewritten = {os.path.relpath(p, "results") for p in changed(before, snapshot(workdir)) if p.endswith(".tif")}
-    assert rewritten == {*(f"23912/u8/p_23912_{i:05d}.tif" for i in range(32, 64)),
-                         *(f"1002/{depth}/1002_{i:05d}.tif" for depth in ("u8", "u16", "f32") for i in range(32))}
+    assert rewritten == {
+        *(f"23912/u8/p_23912_{i:05d}.tif" for i in range(32, 64)),
+        *(f"1002/{depth}/1002_{i:05d}.tif" for depth in ("u8", "u16", "f32") for i in range(32)),
+    }
     assert verify(str(workdir / "results/23912/u8")) == [] and verify(str(workdir / "results/1002/u16")) == []
     assert nothing_to_do(workdir)
 
@@ -374,15 +528,24 @@ def test_7_a_new_tomotiff_version_is_a_parameter_change(demo, tmp_path):
 
 @pytest.mark.slow
 def test_5_sigkill_in_a_shard_then_rerun_incomplete(tmp_path):
-    workdir = copy_workflow(tmp_path / "wf", {
-        "shard_threads": 1,
-        "defaults": {"bits": [16], "shard_size": 1000},
-        "scans": [{"id": "big", "input": "data/big.nxs", "dataset": SAVU, "axis": 1, "stop": 1000}],
-    })
+    workdir = copy_workflow(
+        tmp_path / "wf",
+        {
+            "shard_threads": 1,
+            "defaults": {"bits": [16], "shard_size": 1000},
+            "scans": [{"id": "big", "input": "data/big.nxs", "dataset": SAVU, "axis": 1, "stop": 1000}],
+        },
+    )
     synthetic.write_savu_recon(str(workdir / "data/big.nxs"), height=128, count=1000, width=128, chunks=(128, 1, 128))
     out, record = workdir / "results/big/u16", workdir / "results/big/.work/u16/00000-00999.json"
-    process = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=workdir, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--cores", "2"],
+        cwd=workdir,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and process.poll() is None:
@@ -395,27 +558,48 @@ def test_5_sigkill_in_a_shard_then_rerun_incomplete(tmp_path):
     written = len(list(out.glob("*.tif")))
     assert not record.exists() and 0 < written < 1000, f"not killed in the middle of the shard ({written} images)"
 
-    locked = snakemake(workdir, "--cores", "2", "--rerun-incomplete")  # Snakemake cannot tell a killed run from a live one
+    locked = snakemake(
+        workdir, "--cores", "2", "--rerun-incomplete"
+    )  # Snakemake cannot tell a killed run from a live one
     assert locked.returncode != 0 and "--unlock" in locked.stdout + locked.stderr
     run_ok(workdir, "--unlock")  # as the README says, once no run is alive
     run_ok(workdir, "--rerun-incomplete")
     assert stray_files(workdir / "results") == []
-    assert_same_as_cli(out, cli_tiffs(tmp_path, "nxs2tiffux", "-d", SAVU, "-i", "1", "-s", "1000", "-u", "16",
-                                      "-o", "big_%05d.tif", workdir / "data/big.nxs"))
+    assert_same_as_cli(
+        out,
+        cli_tiffs(
+            tmp_path,
+            "nxs2tiffux",
+            "-d",
+            SAVU,
+            "-i",
+            "1",
+            "-s",
+            "1000",
+            "-u",
+            "16",
+            "-o",
+            "big_%05d.tif",
+            workdir / "data/big.nxs",
+        ),
+    )
     assert nothing_to_do(workdir)
 
 
 @pytest.mark.slow
 def test_6_bad_inputs_fail_naming_the_scan_and_the_others_finish(tmp_path):
-    workdir = copy_workflow(tmp_path / "wf", {
-        "defaults": {"bits": [8, 32], "shard_size": 32},
-        "scans": [
-            {"id": "good", "input": "resources/demo/savu/good.nxs", "dataset": SAVU, "axis": 1},
-            {"id": "nofile", "input": "missing/{scan}.nxs", "stop": 20},
-            {"id": "nodset", "input": "resources/demo/savu/good.nxs", "dataset": "/entry/nothing", "axis": 1},
-            {"id": "notiffs", "input": "missing-dir", "input_pattern": "x_%03d.tif"},
-        ],
-    })
+    workdir = copy_workflow(
+        tmp_path / "wf",
+        {
+            "defaults": {"bits": [8, 32], "shard_size": 32},
+            "scans": [
+                {"id": "good", "input": "resources/demo/savu/good.nxs", "dataset": SAVU, "axis": 1},
+                {"id": "nofile", "input": "missing/{scan}.nxs", "stop": 20},
+                {"id": "nodset", "input": "resources/demo/savu/good.nxs", "dataset": "/entry/nothing", "axis": 1},
+                {"id": "notiffs", "input": "missing-dir", "input_pattern": "x_%03d.tif"},
+            ],
+        },
+    )
     done = snakemake(workdir, "--cores", "2", "--keep-going")
     output = done.stdout + done.stderr
     assert done.returncode != 0
@@ -438,28 +622,42 @@ def test_config_errors_reach_the_user_as_one_line(tmp_path):
     workdir = copy_workflow(tmp_path, {"scans": [{"id": 5, "input": "a.nxs", "windw": {"lo": 1}}]})
     done = snakemake(workdir, "--dry-run", "--cores", "1")
     output = done.stdout + done.stderr
-    assert done.returncode != 0 and "config: scan 5 (scans[0]): Additional properties are not allowed ('windw'" in output
+    assert (
+        done.returncode != 0 and "config: scan 5 (scans[0]): Additional properties are not allowed ('windw'" in output
+    )
     assert "Traceback" not in output and not (workdir / "results").exists()
 
 
 @pytest.mark.slow
 def test_config_defaults_ranges_templates_and_duplicates(tmp_path):
-    workdir = copy_workflow(tmp_path, {
-        "defaults": {"shard_size": 50, "dataset": "/entry/data", "bitz": [8]},
-        "scans": [{"id": 1, "input": "a.nxs"}],
-    })
+    workdir = copy_workflow(
+        tmp_path,
+        {
+            "defaults": {"shard_size": 50, "dataset": "/entry/data", "bitz": [8]},
+            "scans": [{"id": 1, "input": "a.nxs"}],
+        },
+    )
     assert "config: defaults: Additional properties are not allowed ('bitz'" in output_of(workdir)
-    write_config(workdir, {
-        "defaults": {"shard_size": 50, "dataset": "/entry/data", "stop": 120},
-        "scans": [{"id": "0098-0101", "input": "/dls/i13/data/2017/cm16786-1/raw/{scan}.nxs"},
-                  {"id": "tiffs", "input": "slices/{scan}", "input_pattern": "recon_{scan}_%05d.tif", "stop": 10}],
-    })
+    write_config(
+        workdir,
+        {
+            "defaults": {"shard_size": 50, "dataset": "/entry/data", "stop": 120},
+            "scans": [
+                {"id": "0098-0101", "input": "/dls/i13/data/2017/cm16786-1/raw/{scan}.nxs"},
+                {"id": "tiffs", "input": "slices/{scan}", "input_pattern": "recon_{scan}_%05d.tif", "stop": 10},
+            ],
+        },
+    )
     jobs = planned(workdir)
     assert {w["scan"] for rule, w in jobs if rule == "stats"} == {"0098", "0099", "0100", "0101", "tiffs"}
-    assert sorted(w["first"] for rule, w in jobs if rule == "shard" and w["scan"] == "0100") == ["00000", "00050",
-                                                                                                    "00100"]
+    assert sorted(w["first"] for rule, w in jobs if rule == "shard" and w["scan"] == "0100") == [
+        "00000",
+        "00050",
+        "00100",
+    ]
     assert {(w["scan"], w["depth"]) for rule, w in jobs if rule == "manifest"} == {
-        (s, "u8") for s in ("0098", "0099", "0100", "0101", "tiffs")}  # the default bit depth is 8
+        (s, "u8") for s in ("0098", "0099", "0100", "0101", "tiffs")
+    }  # the default bit depth is 8
     write_config(workdir, {"scans": [{"id": "5-7", "input": "a.nxs"}, {"id": 6, "input": "b.nxs"}]})
     assert "config: scan 6 (scans[1]): scan 6 is also listed in scans[0]" in output_of(workdir)
 
@@ -467,8 +665,9 @@ def test_config_defaults_ranges_templates_and_duplicates(tmp_path):
 @pytest.mark.slow
 def test_a_configfile_replaces_the_demo_batch(tmp_path):
     workdir = copy_workflow(tmp_path)
-    (tmp_path / "batch.yaml").write_text(yaml.safe_dump(
-        {"scans": [{"id": 5, "input": "resources/demo/gda/{scan}.nxs", "dataset": GDA, "stop": 10}]}))
+    (tmp_path / "batch.yaml").write_text(
+        yaml.safe_dump({"scans": [{"id": 5, "input": "resources/demo/gda/{scan}.nxs", "dataset": GDA, "stop": 10}]})
+    )
     jobs = planned(workdir, "--configfile", str(tmp_path / "batch.yaml"))
     assert {w.get("scan", w.get("name")) for rule, w in jobs if rule != "all"} == {"5"}
 
@@ -498,7 +697,9 @@ def test_the_commented_examples_of_the_demo_config_are_valid(tmp_path):
     assert {w["kind"] for rule, w in jobs if rule == "manifest_of_kind"} == {"projections", "flats", "darks"}
     # the demo scan's flats (2, 3, 124, 125) lie in its first and last 32-image shards only
     assert sorted({w["first"] for rule, w in jobs if rule == "shard_of_kind" and w["kind"] == "flats"}) == [
-        "00000", "00096"]
+        "00000",
+        "00096",
+    ]
 
 
 # --- the commands' options in the batch config -----------------------------------------------------
@@ -506,44 +707,192 @@ def test_the_commented_examples_of_the_demo_config_are_valid(tmp_path):
 
 OPTION_SCANS = [
     # darks only (0, 1, 62, 63), keys at a given path: two of the four shards hold no image
-    {"id": "darks", "input": "data/raw.nxs", "dataset": GDA, "keys": "darks",
-     "image_key_path": "entry1/tomo_entry/instrument/detector/image_key", "bits": [8, 32]},
+    {
+        "id": "darks",
+        "input": "data/raw.nxs",
+        "dataset": GDA,
+        "keys": "darks",
+        "image_key_path": "entry1/tomo_entry/instrument/detector/image_key",
+        "bits": [8, 32],
+    },
     # a cropped global window (every third image), and a cropped reference window for 16 bits
-    {"id": "glob", "input": "data/recon.nxs", "dataset": SAVU, "axis": 1, "crop": [1, 2, 3, 4], "bits": [8, 16],
-     "window": {"method": "global", "percent": 0.5, "sample": 3}, "windows": {"u16": {"percent": 1}}},
-    {"id": "cropbin", "input": "data/tiffs", "input_pattern": "recon_%05d.tif", "crop": [2, 3, 4, 5], "bin": 2,
-     "bits": [16], "window": {"reference": 10, "percent": 1}},
-    {"id": "packed", "input": "data/recon.nxs", "dataset": SAVU, "axis": 1, "compression": "zlib", "imagej": True,
-     "bits": [8, 32]},
+    {
+        "id": "glob",
+        "input": "data/recon.nxs",
+        "dataset": SAVU,
+        "axis": 1,
+        "crop": [1, 2, 3, 4],
+        "bits": [8, 16],
+        "window": {"method": "global", "percent": 0.5, "sample": 3},
+        "windows": {"u16": {"percent": 1}},
+    },
+    {
+        "id": "cropbin",
+        "input": "data/tiffs",
+        "input_pattern": "recon_%05d.tif",
+        "crop": [2, 3, 4, 5],
+        "bin": 2,
+        "bits": [16],
+        "window": {"reference": 10, "percent": 1},
+    },
+    {
+        "id": "packed",
+        "input": "data/recon.nxs",
+        "dataset": SAVU,
+        "axis": 1,
+        "compression": "zlib",
+        "imagej": True,
+        "bits": [8, 32],
+    },
     # the flats (2, 3, 60, 61) as one zstd stack, named by the first of them
-    {"id": "stacked", "input": "data/raw.nxs", "dataset": GDA, "keys": "flats", "stack": True,
-     "compression": "zstd", "bits": [16]},
+    {
+        "id": "stacked",
+        "input": "data/raw.nxs",
+        "dataset": GDA,
+        "keys": "flats",
+        "stack": True,
+        "compression": "zstd",
+        "bits": [16],
+    },
     # each kind into its own directory: flats (2, 3, 60, 61) and projections (4..59); no darks in 2..61
-    {"id": "split", "input": "data/raw.nxs", "dataset": GDA, "split_keys": True, "begin": 2, "stop": 62,
-     "bits": [8], "window": {"percent": 1}},
+    {
+        "id": "split",
+        "input": "data/raw.nxs",
+        "dataset": GDA,
+        "split_keys": True,
+        "begin": 2,
+        "stop": 62,
+        "bits": [8],
+        "window": {"percent": 1},
+    },
 ]
 # The CLI command and options giving the same files as each scan and bit depth above.
 OPTION_CLI = {
-    ("darks", "u8"): ("nxs2tiffux", "-u", "8", "-d", GDA, "--keys", "darks", "--image-key-path",
-                      "entry1/tomo_entry/instrument/detector/image_key", "data/raw.nxs"),
-    ("darks", "f32"): ("nxs2tiff", "--fp", "-d", GDA, "--keys", "darks", "--image-key-path",
-                       "entry1/tomo_entry/instrument/detector/image_key", "data/raw.nxs"),
-    ("glob", "u8"): ("nxs2tiffux", "-u", "8", "-d", SAVU, "-i", "1", "--crop", "1", "2", "3", "4", "--window", "global",
-                     "-p", "0.5", "--sample", "3", "data/recon.nxs"),
-    ("glob", "u16"): ("nxs2tiffux", "-u", "16", "-d", SAVU, "-i", "1", "--crop", "1", "2", "3", "4", "-p", "1",
-                      "data/recon.nxs"),
-    ("cropbin", "u16"): ("tiff2tiffux", "-u", "16", "-i", "recon_%05d.tif", "--crop", "2", "3", "4", "5", "--bin", "2",
-                         "--use_ref", "-r", "10", "-p", "1", "data/tiffs"),
-    ("packed", "u8"): ("nxs2tiffux", "-u", "8", "-d", SAVU, "-i", "1", "--compression", "zlib", "--imagej",
-                       "data/recon.nxs"),
-    ("packed", "f32"): ("nxs2tiff", "--fp", "-d", SAVU, "-i", "1", "--compression", "zlib", "--imagej", "data/recon.nxs"),
-    ("stacked", "u16"): ("nxs2tiffux", "-u", "16", "-d", GDA, "--keys", "flats", "--stack", "--compression", "zstd",
-                         "data/raw.nxs"),
+    ("darks", "u8"): (
+        "nxs2tiffux",
+        "-u",
+        "8",
+        "-d",
+        GDA,
+        "--keys",
+        "darks",
+        "--image-key-path",
+        "entry1/tomo_entry/instrument/detector/image_key",
+        "data/raw.nxs",
+    ),
+    ("darks", "f32"): (
+        "nxs2tiff",
+        "--fp",
+        "-d",
+        GDA,
+        "--keys",
+        "darks",
+        "--image-key-path",
+        "entry1/tomo_entry/instrument/detector/image_key",
+        "data/raw.nxs",
+    ),
+    ("glob", "u8"): (
+        "nxs2tiffux",
+        "-u",
+        "8",
+        "-d",
+        SAVU,
+        "-i",
+        "1",
+        "--crop",
+        "1",
+        "2",
+        "3",
+        "4",
+        "--window",
+        "global",
+        "-p",
+        "0.5",
+        "--sample",
+        "3",
+        "data/recon.nxs",
+    ),
+    ("glob", "u16"): (
+        "nxs2tiffux",
+        "-u",
+        "16",
+        "-d",
+        SAVU,
+        "-i",
+        "1",
+        "--crop",
+        "1",
+        "2",
+        "3",
+        "4",
+        "-p",
+        "1",
+        "data/recon.nxs",
+    ),
+    ("cropbin", "u16"): (
+        "tiff2tiffux",
+        "-u",
+        "16",
+        "-i",
+        "recon_%05d.tif",
+        "--crop",
+        "2",
+        "3",
+        "4",
+        "5",
+        "--bin",
+        "2",
+        "--use_ref",
+        "-r",
+        "10",
+        "-p",
+        "1",
+        "data/tiffs",
+    ),
+    ("packed", "u8"): (
+        "nxs2tiffux",
+        "-u",
+        "8",
+        "-d",
+        SAVU,
+        "-i",
+        "1",
+        "--compression",
+        "zlib",
+        "--imagej",
+        "data/recon.nxs",
+    ),
+    ("packed", "f32"): (
+        "nxs2tiff",
+        "--fp",
+        "-d",
+        SAVU,
+        "-i",
+        "1",
+        "--compression",
+        "zlib",
+        "--imagej",
+        "data/recon.nxs",
+    ),
+    ("stacked", "u16"): (
+        "nxs2tiffux",
+        "-u",
+        "16",
+        "-d",
+        GDA,
+        "--keys",
+        "flats",
+        "--stack",
+        "--compression",
+        "zstd",
+        "data/raw.nxs",
+    ),
 }
 
 
-def assert_option_same_as_cli(workdir: Path, tmp_path: Path, scan: str, depth: str, *args: str,
-                              without: str | None = None) -> None:
+def assert_option_same_as_cli(
+    workdir: Path, tmp_path: Path, scan: str, depth: str, *args: str, without: str | None = None
+) -> None:
     """The scan's depth equals what the CLI writes with OPTION_CLI's options, then ``args``
     (which win: the last --keys, --crop, ... counts) and ``without`` a flag, run in the
     workflow's directory on the same (relative) input."""
@@ -611,19 +960,25 @@ def options(options_run) -> Path:
 @pytest.mark.slow
 def test_every_option_matches_the_cli(options, tmp_path):
     workdir = options
-    for (scan, depth) in OPTION_CLI:
+    for scan, depth in OPTION_CLI:
         assert_option_same_as_cli(workdir, tmp_path, scan, depth)
     results = workdir / "results"
     # keys: only the darks are written; shards without one leave an empty record
     assert tiff_names(results / "darks/u8") == [f"darks_{i:05d}.tif" for i in (0, 1, 62, 63)]
-    assert [manifest(results / f"darks/.work/f32/{r}.json")["images"] for r in ("00016-00031", "00032-00047")] == [[], []]
+    assert [manifest(results / f"darks/.work/f32/{r}.json")["images"] for r in ("00016-00031", "00032-00047")] == [
+        [],
+        [],
+    ]
     darks = manifest(results / "darks/u8/manifest.json")
     assert (darks["begin"], darks["stop"], darks["count"], darks["window"]["reference"]) == (0, 64, 4, 32)
     assert darks["image_key_path"] == "/entry1/tomo_entry/instrument/detector/image_key"
     # a global window, chosen once in the window job, with the crop
     window = json.loads((results / "glob/.work/window-u8.json").read_text())["window"]
-    assert window["method"] == "global" and window["sample"] == 3 and manifest(results / "glob/u8/manifest.json")[
-        "window"] == window
+    assert (
+        window["method"] == "global"
+        and window["sample"] == 3
+        and manifest(results / "glob/u8/manifest.json")["window"] == window
+    )
     assert manifest(results / "glob/u16/manifest.json")["crop"] == [1, 2, 3, 4]
     # crop and bin: (30 - 5) x (34 - 9) pixels, binned 2 x 2
     assert read_tiff(results / "cropbin/u16/cropbin_00003.tif")[0].shape == (12, 12)
@@ -645,11 +1000,31 @@ def test_split_keys_matches_the_cli_kind_by_kind(options, tmp_path):
     workdir = options
     results = workdir / "results/split/u8"
     out = tmp_path / "cli-split"
-    done = run_cli("nxs2tiffux", "-q", "-u", "8", "-d", GDA, "--split-keys", "-b", "2", "-s", "62", "-p", "1",
-                   "-o", "split_%05d.tif", "data/raw.nxs", out, cwd=workdir)
+    done = run_cli(
+        "nxs2tiffux",
+        "-q",
+        "-u",
+        "8",
+        "-d",
+        GDA,
+        "--split-keys",
+        "-b",
+        "2",
+        "-s",
+        "62",
+        "-p",
+        "1",
+        "-o",
+        "split_%05d.tif",
+        "data/raw.nxs",
+        out,
+        cwd=workdir,
+    )
     assert done.returncode == 0, done.stderr
     # as the CLI: a directory per kind present (no darks in 2..61), nothing else beside them
-    assert sorted(p.name for p in results.iterdir()) == sorted(p.name for p in out.iterdir()) == ["flats", "projections"]
+    assert (
+        sorted(p.name for p in results.iterdir()) == sorted(p.name for p in out.iterdir()) == ["flats", "projections"]
+    )
     for kind in ("flats", "projections"):
         assert_same_as_cli(results / kind, out / kind)
     assert tiff_names(results / "flats") == [f"split_{i:05d}.tif" for i in (2, 3, 60, 61)]
@@ -684,14 +1059,25 @@ def test_changing_an_option_reruns_only_what_it_affects(options, tmp_path):
         "packed": shard_jobs("u8", *recon_shards) | shard_jobs("f32", *recon_shards),
         "cropbin": shard_jobs("u16", 0, 16),
         "stacked": shard_jobs("u16", *raw_shards),
-        "glob": shard_jobs("u8", *recon_shards) | shard_jobs("u16", *recon_shards) | {
-            ("window", "u8", ""), ("window", "u16", ""), ("stats", "", "")},
+        "glob": shard_jobs("u8", *recon_shards)
+        | shard_jobs("u16", *recon_shards)
+        | {("window", "u8", ""), ("window", "u16", ""), ("stats", "", "")},
     }
     before = snapshot(workdir)
     run_ok(workdir)
     assert rewritten_outputs(changed(before, snapshot(workdir))) == {
-        ("darks", "u8"), ("darks", "f32"), ("packed", "u8"), ("packed", "f32"), ("cropbin", "u16"), ("stacked", "u16"),
-        ("glob", "u8"), ("glob", "u16"), ("glob", "window-u8"), ("glob", "window-u16"), ("glob", "stats")}
+        ("darks", "u8"),
+        ("darks", "f32"),
+        ("packed", "u8"),
+        ("packed", "f32"),
+        ("cropbin", "u16"),
+        ("stacked", "u16"),
+        ("glob", "u8"),
+        ("glob", "u16"),
+        ("glob", "window-u8"),
+        ("glob", "window-u16"),
+        ("glob", "stats"),
+    }
     assert nothing_to_do(workdir)
     assert_option_same_as_cli(workdir, tmp_path, "darks", "u8", "--keys", "flats")
     assert_option_same_as_cli(workdir, tmp_path, "packed", "f32", "--compression", "lzw")
@@ -706,10 +1092,12 @@ def test_changing_an_option_reruns_only_what_it_affects(options, tmp_path):
     scans["stacked"]["compression"] = "none"
     write_config(workdir, config)
     assert planned_by_scan(workdir) == {  # a shard writes every depth: glob's u16 manifest is merged again too
-        "glob": shard_jobs("u8", *recon_shards) | shard_jobs("u16", *recon_shards) | {("window", "u8", ""),
-                                                                                     ("stats", "", "")},
-        "darks": shard_jobs("u8", *raw_shards) | shard_jobs("f32", *raw_shards) | {("window", "u8", ""),
-                                                                                     ("stats", "", "")},
+        "glob": shard_jobs("u8", *recon_shards)
+        | shard_jobs("u16", *recon_shards)
+        | {("window", "u8", ""), ("stats", "", "")},
+        "darks": shard_jobs("u8", *raw_shards)
+        | shard_jobs("f32", *raw_shards)
+        | {("window", "u8", ""), ("stats", "", "")},
         "packed": shard_jobs("u8", *recon_shards) | shard_jobs("f32", *recon_shards),
         "stacked": shard_jobs("u16", *raw_shards),
     }
@@ -724,8 +1112,10 @@ def test_deleted_files_of_selected_keys_and_of_a_stack_are_rewritten(options):
     for path in gone:
         path.unlink()
     (results / "darks/.work/u8/00016-00031.json").write_text("{")  # a damaged record: rewritten too
-    assert planned_by_scan(workdir) == {"darks": shard_jobs("f32", 48) | shard_jobs("u8", 16),
-                                        "stacked": shard_jobs("u16", 0)}
+    assert planned_by_scan(workdir) == {
+        "darks": shard_jobs("f32", 48) | shard_jobs("u8", 16),
+        "stacked": shard_jobs("u16", 0),
+    }
     run_ok(workdir)
     for path, digest in digests.items():
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
@@ -742,27 +1132,72 @@ def test_deleted_files_of_selected_keys_and_of_a_stack_are_rewritten(options):
 def real_run(tmp_path_factory) -> Path:
     if not (REAL / "PROVENANCE.md").exists():
         pytest.skip(f"real beamline files not found at {REAL} (the shared/ folder beside the repository)")
-    workdir = copy_workflow(tmp_path_factory.mktemp("real"), {
-        "defaults": {"shard_size": 4},
-        "scans": [
-            {"id": 45657, "input": str(REAL / "savu-i12-45657/{scan}.nxs"), "dataset": SAVU, "axis": 1,
-             "bits": [8, 16, 32], "window": {"reference": 3, "percent": 1}},
-            {"id": 18014, "input": str(REAL / "k11-diad-18014/k11-{scan}.nxs"), "dataset": "/entry/imaging/data",
-             "begin": 100, "stop": 160, "shard_size": 32, "bits": [8, 16], "window": {"lo": 40, "hi": 60430},
-             "windows": {"u16": {"percent": 0.1}}},
-            {"id": "raw-tiffs", "input": str(REAL / "savu-raw-tiffs"), "input_pattern": "raw_%05d.tiff",
-             "bits": [8], "window": {"percent": 0.5}},
-            # flats 0..49, darks 50..99, projections 100..119: the window comes from the projections
-            {"id": "k11-head", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
-             "stop": 120, "shard_size": 64, "bits": [8], "window": {"percent": 1}},
-            # the flats of the same images: shards 0-31 and 32-63 hold flats, 64-95 and 96-119 none
-            {"id": "k11-flats", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
-             "stop": 120, "keys": "flats", "shard_size": 32, "bits": [8], "window": {"percent": 1}},
-            # every kind of the same images into its own directory: flats/, darks/, projections/
-            {"id": "k11-split", "input": str(REAL / "k11-diad-18014/k11-18014.nxs"), "dataset": "/entry/imaging/data",
-             "stop": 120, "split_keys": True, "shard_size": 64, "bits": [16], "window": {"percent": 1}},
-        ],
-    })
+    workdir = copy_workflow(
+        tmp_path_factory.mktemp("real"),
+        {
+            "defaults": {"shard_size": 4},
+            "scans": [
+                {
+                    "id": 45657,
+                    "input": str(REAL / "savu-i12-45657/{scan}.nxs"),
+                    "dataset": SAVU,
+                    "axis": 1,
+                    "bits": [8, 16, 32],
+                    "window": {"reference": 3, "percent": 1},
+                },
+                {
+                    "id": 18014,
+                    "input": str(REAL / "k11-diad-18014/k11-{scan}.nxs"),
+                    "dataset": "/entry/imaging/data",
+                    "begin": 100,
+                    "stop": 160,
+                    "shard_size": 32,
+                    "bits": [8, 16],
+                    "window": {"lo": 40, "hi": 60430},
+                    "windows": {"u16": {"percent": 0.1}},
+                },
+                {
+                    "id": "raw-tiffs",
+                    "input": str(REAL / "savu-raw-tiffs"),
+                    "input_pattern": "raw_%05d.tiff",
+                    "bits": [8],
+                    "window": {"percent": 0.5},
+                },
+                # flats 0..49, darks 50..99, projections 100..119: the window comes from the projections
+                {
+                    "id": "k11-head",
+                    "input": str(REAL / "k11-diad-18014/k11-18014.nxs"),
+                    "dataset": "/entry/imaging/data",
+                    "stop": 120,
+                    "shard_size": 64,
+                    "bits": [8],
+                    "window": {"percent": 1},
+                },
+                # the flats of the same images: shards 0-31 and 32-63 hold flats, 64-95 and 96-119 none
+                {
+                    "id": "k11-flats",
+                    "input": str(REAL / "k11-diad-18014/k11-18014.nxs"),
+                    "dataset": "/entry/imaging/data",
+                    "stop": 120,
+                    "keys": "flats",
+                    "shard_size": 32,
+                    "bits": [8],
+                    "window": {"percent": 1},
+                },
+                # every kind of the same images into its own directory: flats/, darks/, projections/
+                {
+                    "id": "k11-split",
+                    "input": str(REAL / "k11-diad-18014/k11-18014.nxs"),
+                    "dataset": "/entry/imaging/data",
+                    "stop": 120,
+                    "split_keys": True,
+                    "shard_size": 64,
+                    "bits": [16],
+                    "window": {"percent": 1},
+                },
+            ],
+        },
+    )
     run_ok(workdir)
     return workdir
 
@@ -772,11 +1207,16 @@ def test_real_savu_reconstruction(real_run, tmp_path):
     source = REAL / "savu-i12-45657/45657.nxs"
     results = real_run / "results/45657"
     assert sorted(p.name for p in (real_run / "results/45657/.work/u8").iterdir()) == [
-        "00000-00003.json", "00004-00007.json", "00008-00009.json"]
+        "00000-00003.json",
+        "00004-00007.json",
+        "00008-00009.json",
+    ]
     common = ("-d", SAVU, "-i", "1", "-o", "45657_%05d.tif", source)
     for bits in (8, 16):
-        assert_same_as_cli(results / f"u{bits}", cli_tiffs(
-            tmp_path, "nxs2tiffux", "-u", bits, "--use_ref", "-r", "3", "-p", "1", *common))
+        assert_same_as_cli(
+            results / f"u{bits}",
+            cli_tiffs(tmp_path, "nxs2tiffux", "-u", bits, "--use_ref", "-r", "3", "-p", "1", *common),
+        )
     assert_same_as_cli(results / "f32", cli_tiffs(tmp_path, "nxs2tiff", "--fp", *common))
     import h5py
 
@@ -799,22 +1239,56 @@ def test_real_savu_reconstruction(real_run, tmp_path):
 def test_real_k11_raw_scan_and_tiff_directory(real_run, tmp_path):
     source = REAL / "k11-diad-18014/k11-18014.nxs"
     common = ("-d", "/entry/imaging/data", "-b", "100", "-s", "160", "-o", "18014_%05d.tif", source)
-    assert_same_as_cli(real_run / "results/18014/u8", cli_tiffs(
-        tmp_path, "nxs2tiffux", "-u", "8", "--lo", "40", "--hi", "60430", *common))
-    assert_same_as_cli(real_run / "results/18014/u16", cli_tiffs(
-        tmp_path, "nxs2tiffux", "-u", "16", "--use_ref", "-p", "0.1", *common))
+    assert_same_as_cli(
+        real_run / "results/18014/u8",
+        cli_tiffs(tmp_path, "nxs2tiffux", "-u", "8", "--lo", "40", "--hi", "60430", *common),
+    )
+    assert_same_as_cli(
+        real_run / "results/18014/u16", cli_tiffs(tmp_path, "nxs2tiffux", "-u", "16", "--use_ref", "-p", "0.1", *common)
+    )
     assert sorted(p.name for p in (real_run / "results/18014/.work/u16").iterdir()) == [
-        "00100-00127.json", "00128-00159.json"]
+        "00100-00127.json",
+        "00128-00159.json",
+    ]
     assert json.loads((real_run / "results/18014/stats.json").read_text())["reference"] == 130
     head = real_run / "results/k11-head/u8"
-    assert_same_as_cli(head, cli_tiffs(tmp_path, "nxs2tiffux", "-d", "/entry/imaging/data", "-s", "120", "-u", "8",
-                                       "-p", "1", "-o", "k11-head_%05d.tif", source))
+    assert_same_as_cli(
+        head,
+        cli_tiffs(
+            tmp_path,
+            "nxs2tiffux",
+            "-d",
+            "/entry/imaging/data",
+            "-s",
+            "120",
+            "-u",
+            "8",
+            "-p",
+            "1",
+            "-o",
+            "k11-head_%05d.tif",
+            source,
+        ),
+    )
     window = manifest(head / "manifest.json")["window"]
     assert window["reference"] == 110 and manifest(head / "manifest.json")["image_key_path"]
     assert [read_tiff(head / f"k11-head_{i:05d}.tif")[1]["image_key"] for i in (0, 50, 100)] == [1.0, 2.0, 0.0]
-    assert_same_as_cli(real_run / "results/raw-tiffs/u8", cli_tiffs(
-        tmp_path, "tiff2tiffux", "-i", "raw_%05d.tiff", "-o", "raw-tiffs_%05d.tif", "-u", "8", "-p", "0.5",
-        REAL / "savu-raw-tiffs"))
+    assert_same_as_cli(
+        real_run / "results/raw-tiffs/u8",
+        cli_tiffs(
+            tmp_path,
+            "tiff2tiffux",
+            "-i",
+            "raw_%05d.tiff",
+            "-o",
+            "raw-tiffs_%05d.tif",
+            "-u",
+            "8",
+            "-p",
+            "0.5",
+            REAL / "savu-raw-tiffs",
+        ),
+    )
     assert nothing_to_do(real_run)
 
 
@@ -822,9 +1296,26 @@ def test_real_k11_raw_scan_and_tiff_directory(real_run, tmp_path):
 def test_real_k11_flats(real_run, tmp_path):
     source = REAL / "k11-diad-18014/k11-18014.nxs"
     results = real_run / "results/k11-flats"
-    assert_same_as_cli(results / "u8", cli_tiffs(tmp_path, "nxs2tiffux", "-d", "/entry/imaging/data", "-s", "120",
-                                                 "--keys", "flats", "-u", "8", "-p", "1", "-o", "k11-flats_%05d.tif",
-                                                 source))
+    assert_same_as_cli(
+        results / "u8",
+        cli_tiffs(
+            tmp_path,
+            "nxs2tiffux",
+            "-d",
+            "/entry/imaging/data",
+            "-s",
+            "120",
+            "--keys",
+            "flats",
+            "-u",
+            "8",
+            "-p",
+            "1",
+            "-o",
+            "k11-flats_%05d.tif",
+            source,
+        ),
+    )
     assert tiff_names(results / "u8") == [f"k11-flats_{i:05d}.tif" for i in range(50)]
     assert manifest(results / "u8/manifest.json")["window"]["reference"] == 110  # the middle projection
     records = {p.name: len(manifest(p)["images"]) for p in (results / ".work/u8").iterdir()}
@@ -843,12 +1334,28 @@ def test_real_k11_flats(real_run, tmp_path):
 @pytest.mark.slow
 def test_real_k11_split_keys(real_run, tmp_path):
     results = real_run / "results/k11-split/u16"
-    out = cli_tiffs(tmp_path, "nxs2tiffux", "-d", "/entry/imaging/data", "-s", "120", "--split-keys", "-u", "16",
-                    "-p", "1", "-o", "k11-split_%05d.tif", REAL / "k11-diad-18014/k11-18014.nxs")
+    out = cli_tiffs(
+        tmp_path,
+        "nxs2tiffux",
+        "-d",
+        "/entry/imaging/data",
+        "-s",
+        "120",
+        "--split-keys",
+        "-u",
+        "16",
+        "-p",
+        "1",
+        "-o",
+        "k11-split_%05d.tif",
+        REAL / "k11-diad-18014/k11-18014.nxs",
+    )
     for kind, indices in (("flats", range(50)), ("darks", range(50, 100)), ("projections", range(100, 120))):
         assert_same_as_cli(results / kind, out / kind)
         assert tiff_names(results / kind) == [f"k11-split_{i:05d}.tif" for i in indices]
     # the darks (50..99) span both shards; the projections (100..119) only the second
     work = real_run / "results/k11-split/.work/u16"
     assert [sorted(p.name for p in (work / kind).iterdir()) for kind in ("darks", "projections")] == [
-        ["00000-00063.json", "00064-00119.json"], ["00064-00119.json"]]
+        ["00000-00063.json", "00064-00119.json"],
+        ["00064-00119.json"],
+    ]

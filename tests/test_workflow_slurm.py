@@ -73,8 +73,13 @@ def test_the_install_step_is_documented_in_the_slurm_profile():
 @pytest.mark.slow
 def test_a_plain_dry_run_applies_the_workflow_profile(tmp_path):
     root = copy_workflow(tmp_path / "wf")
-    done = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "2"], cwd=root,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--cores", "2"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     log = done.stdout + done.stderr
     assert done.returncode == 0, log[-3000:]
     assert "Using workflow specific profile profiles/default for setting default command line arguments" in log
@@ -86,8 +91,14 @@ def test_a_plain_dry_run_applies_the_workflow_profile(tmp_path):
 
 
 # Besides the demo batch: the demo raw scan split by kind, so that shard_of_kind jobs are grouped too
-SPLIT_SCAN = {"id": "23912-kinds", "input": "resources/demo/gda/23912.nxs", "split_keys": True, "bits": [8],
-              "dataset": "/entry1/instrument/pco1_hw_hdf/data", "shard_size": 64}
+SPLIT_SCAN = {
+    "id": "23912-kinds",
+    "input": "resources/demo/gda/23912.nxs",
+    "split_keys": True,
+    "bits": [8],
+    "dataset": "/entry1/instrument/pco1_hw_hdf/data",
+    "shard_size": 64,
+}
 
 
 def copy_workflow(root: Path) -> Path:
@@ -109,8 +120,13 @@ def workdir(tmp_path_factory, cluster) -> Path:
     config = yaml.safe_load((root / "config" / "config.yaml").read_text())
     config["scans"].append(SPLIT_SCAN)
     (root / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    local = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2"], cwd=root, capture_output=True,
-                           text=True, stdin=subprocess.DEVNULL)
+    local = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", "2"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
     (root / "results").rename(root / "results-local")
     return root
@@ -134,11 +150,19 @@ def outputs(results: Path) -> dict[str, bytes]:
     return {str(p.relative_to(results)): p.read_bytes() for p in sorted(results.rglob("*")) if p.is_file()}
 
 
-def run_on_slurm(snakemake: Path, cluster: SlurmCluster, workdir: Path, env: dict[str, str],
-                 cancel_one_shard: bool = False) -> str:
+def run_on_slurm(
+    snakemake: Path, cluster: SlurmCluster, workdir: Path, env: dict[str, str], cancel_one_shard: bool = False
+) -> str:
     """`snakemake --profile slurm` on the batch; optionally scancel one running shard job."""
-    process = subprocess.Popen([str(snakemake), *COMMAND], cwd=workdir, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True)
+    process = subprocess.Popen(
+        [str(snakemake), *COMMAND],
+        cwd=workdir,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
     cancelled = None
     if cancel_one_shard:
         cancelled = _cancel_a_running_shard_job(cluster, process)

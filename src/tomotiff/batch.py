@@ -21,8 +21,10 @@ from tomotiff.plan import Destination, SourceRequest
 from tomotiff.selection import Crop
 
 SCAN_ID = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
-ID_RULE = ("a number, a range N-M of numbers, or a name of letters, digits, '_', '.' and '-' "
-           "that starts with a letter or digit and holds no '..'")
+ID_RULE = (
+    "a number, a range N-M of numbers, or a name of letters, digits, '_', '.' and '-' "
+    "that starts with a letter or digit and holds no '..'"
+)
 DEPTHS = {8: "u8", 16: "u16", 32: "f32"}
 QUANTISED = ("u8", "u16")
 KINDS = tuple(KEY_NAMES)  # split_keys directories, as --split-keys writes them
@@ -62,8 +64,9 @@ def validation_message(config: dict, error) -> str:
         key = ".".join(str(p) for p in path[2:])
         if key == "id":
             message = f"{message}; an id is {ID_RULE}"
-        return _scan_error(path[1], raw.get("id") if isinstance(raw, dict) else None,
-                           f"{key}: {message}" if key else message)
+        return _scan_error(
+            path[1], raw.get("id") if isinstance(raw, dict) else None, f"{key}: {message}" if key else message
+        )
     where = ".".join(str(p) for p in path)
     return f"config: {where}: {message}" if where else f"config: {message}"
 
@@ -117,16 +120,23 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
     if kind == "tiff":  # tiff2tiffux has no --keys, --split-keys or --image-key-path: TIFFs carry no image_key
         for key, default in (("keys", "all"), ("split_keys", False), ("image_key_path", None)):
             if settings[key] != default:
-                raise TomotiffError(f"{key}: {settings[key]!r} applies to HDF5 raw scans only (image_key); "
-                                    f"this scan is a directory of TIFFs")
+                raise TomotiffError(
+                    f"{key}: {settings[key]!r} applies to HDF5 raw scans only (image_key); "
+                    f"this scan is a directory of TIFFs"
+                )
     if settings["ome"] and settings["imagej"]:
         raise TomotiffError("ome and imagej are two ways of describing a file: choose one")
     if settings["split_keys"] and settings["keys"] != "all":
-        raise TomotiffError(f"split_keys writes every kind of image, each into its own directory; leave out "
-                            f"keys: {settings['keys']} (or drop split_keys)")
+        raise TomotiffError(
+            f"split_keys writes every kind of image, each into its own directory; leave out "
+            f"keys: {settings['keys']} (or drop split_keys)"
+        )
     depths = [DEPTHS[bits] for bits in sorted(settings["bits"])]
-    windows = {depth: _window(settings["windows"].get(depth) or settings["window"], depth)
-               for depth in depths if depth in QUANTISED}
+    windows = {
+        depth: _window(settings["windows"].get(depth) or settings["window"], depth)
+        for depth in depths
+        if depth in QUANTISED
+    }
     crop = settings["crop"]
     return {
         "id": scan_id,
@@ -135,7 +145,8 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "dataset": settings["dataset"] if kind == "hdf5" else None,
         "axis": settings["axis"] if kind == "hdf5" else 0,
         "input_pattern": fill(settings["input_pattern"] or DEFAULT_PATTERN, scan_id, "input_pattern")
-        if kind == "tiff" else None,
+        if kind == "tiff"
+        else None,
         "begin": begin,
         "stop": stop,
         "crop": [int(margin) for margin in crop] if crop is not None else [0, 0, 0, 0],
@@ -146,9 +157,14 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "reference": settings["window"].get("reference"),
         "windows": windows,
         "output_pattern": check_pattern(fill(settings["output_pattern"], scan_id, "output_pattern"), "output_pattern"),
-        "layout": {"compression": settings["compression"], "imagej": settings["imagej"], "stack": settings["stack"],
-                   "bin": int(settings["bin"]), "pixel_size": _pixel_size(settings["pixel_size"]),
-                   "ome": settings["ome"]},
+        "layout": {
+            "compression": settings["compression"],
+            "imagej": settings["imagej"],
+            "stack": settings["stack"],
+            "bin": int(settings["bin"]),
+            "pixel_size": _pixel_size(settings["pixel_size"]),
+            "ome": settings["ome"],
+        },
         "shard_size": settings["shard_size"],
     }
 
@@ -169,8 +185,14 @@ def _window(window: dict, depth: str) -> dict:
     lo, hi = window.get("lo"), window.get("hi")
     if lo is not None and hi is not None and not hi > lo:
         raise TomotiffError(f"window of {depth}: hi ({hi}) must be greater than lo ({lo})")
-    return {"lo": lo, "hi": hi, "reference": window.get("reference"), "percent": float(window.get("percent", 0)),
-            "method": window.get("method", "reference"), "sample": int(window.get("sample", 1))}
+    return {
+        "lo": lo,
+        "hi": hi,
+        "reference": window.get("reference"),
+        "percent": float(window.get("percent", 0)),
+        "method": window.get("method", "reference"),
+        "sample": int(window.get("sample", 1)),
+    }
 
 
 def load_scans(config: dict) -> dict[str, dict]:
@@ -197,8 +219,12 @@ def destination(scan_id: str) -> Destination:
 
 def shard_destination(scan_id: str, first: int, last: int) -> Destination:
     """The scan's outputs, with shard first..last's record under results/{scan}/.work/{depth}[/{kind}]/."""
-    return Destination(os.path.join(RESULTS, scan_id), by_product=True,
-                       records=os.path.join(RESULTS, scan_id, ".work"), manifest_name=f"{first:05d}-{last:05d}.json")
+    return Destination(
+        os.path.join(RESULTS, scan_id),
+        by_product=True,
+        records=os.path.join(RESULTS, scan_id, ".work"),
+        manifest_name=f"{first:05d}-{last:05d}.json",
+    )
 
 
 def receipt_path(scan_id: str, first: int, last: int, kind: str | None = None) -> str:
@@ -208,9 +234,16 @@ def receipt_path(scan_id: str, first: int, last: int, kind: str | None = None) -
 
 def source_request(scan: dict, begin: int | None = None, stop: int | None = None) -> SourceRequest:
     """The scan's source (images begin..stop-1 of it; by default the scan's own range)."""
-    return SourceRequest(scan["input"], scan["kind"], scan["dataset"], scan["axis"],
-                         scan["input_pattern"] or DEFAULT_PATTERN, scan["begin"] if begin is None else begin,
-                         scan["stop"] if stop is None else stop, Crop(*scan["crop"]))
+    return SourceRequest(
+        scan["input"],
+        scan["kind"],
+        scan["dataset"],
+        scan["axis"],
+        scan["input_pattern"] or DEFAULT_PATTERN,
+        scan["begin"] if begin is None else begin,
+        scan["stop"] if stop is None else stop,
+        Crop(*scan["crop"]),
+    )
 
 
 class Planner:
@@ -335,11 +368,16 @@ def forget_incomplete_shards(scans: dict[str, dict], report=lambda line: print(l
             for kind in KINDS if scan["split_keys"] else [None]:
                 for record, why in _incomplete_shards(scan, depth, kind):
                     where = f"{depth}/{kind}" if kind else depth
-                    report(f"scan {scan_id} {where}: {why}; removed its record and manifest.json so that they are "
-                           "rewritten")
+                    report(
+                        f"scan {scan_id} {where}: {why}; removed its record and manifest.json so that they are "
+                        "rewritten"
+                    )
                     first, last = (int(n) for n in os.path.basename(record)[: -len(".json")].split("-"))
-                    for path in (record, receipt_path(scan_id, first, last, kind),
-                                 destination(scan_id).manifest(depth, kind)):
+                    for path in (
+                        record,
+                        receipt_path(scan_id, first, last, kind),
+                        destination(scan_id).manifest(depth, kind),
+                    ):
                         if os.path.exists(path):
                             os.remove(path)
 

@@ -17,8 +17,22 @@ import numpy as np
 from tomotiff import hdf5
 from tomotiff.errors import TomotiffError
 
-UNITS_IN_UM = {"m": 1e6, "mm": 1e3, "cm": 1e4, "um": 1.0, "µm": 1.0, "micron": 1.0, "microns": 1.0, "nm": 1e-3,
-               "micrometer": 1.0, "micrometre": 1.0, "millimeter": 1e3, "millimetre": 1e3, "meter": 1e6, "metre": 1e6}
+UNITS_IN_UM = {
+    "m": 1e6,
+    "mm": 1e3,
+    "cm": 1e4,
+    "um": 1.0,
+    "µm": 1.0,
+    "micron": 1.0,
+    "microns": 1.0,
+    "nm": 1e-3,
+    "micrometer": 1.0,
+    "micrometre": 1.0,
+    "millimeter": 1e3,
+    "millimetre": 1e3,
+    "meter": 1e6,
+    "metre": 1e6,
+}
 _SIZE = re.compile(r"\s*([0-9.]+(?:[eE][-+]?\d+)?)\s*([a-zA-Zµ]*)\s*")
 SIZE_NAMES = ("x_pixel_size", "y_pixel_size", "pixel_size")
 
@@ -42,8 +56,10 @@ def parse_pixel_size(text: str) -> PixelSize:
     match = _SIZE.fullmatch(text)
     unit = (match.group(2) or "um").lower() if match else ""
     if match is None or unit not in UNITS_IN_UM:
-        raise TomotiffError(f"--pixel-size {text!r}: give a number and a unit, e.g. 1.625um, 0.65e-6m or 6.5 "
-                            f"(micrometres); units: {', '.join(sorted(set(UNITS_IN_UM) - {'µm'}))}")
+        raise TomotiffError(
+            f"--pixel-size {text!r}: give a number and a unit, e.g. 1.625um, 0.65e-6m or 6.5 "
+            f"(micrometres); units: {', '.join(sorted(set(UNITS_IN_UM) - {'µm'}))}"
+        )
     size = float(match.group(1)) * UNITS_IN_UM[unit]
     if not size > 0 or not math.isfinite(size):
         raise TomotiffError(f"--pixel-size {text!r} must be a positive size")
@@ -53,11 +69,16 @@ def parse_pixel_size(text: str) -> PixelSize:
 def pixel_size_in_file(file: h5py.File, dataset_path: str) -> tuple[PixelSize | None, str | None]:
     """The pixel size the file records for the data at ``dataset_path`` (the size datasets nearest
     to it), or None and why not (None, None when the file records none at all)."""
-    found = [(name, obj) for name, obj in hdf5.walk(file)
-             if isinstance(obj, h5py.Dataset) and name.rsplit("/", 1)[-1] in SIZE_NAMES]
+    found = [
+        (name, obj)
+        for name, obj in hdf5.walk(file)
+        if isinstance(obj, h5py.Dataset) and name.rsplit("/", 1)[-1] in SIZE_NAMES
+    ]
     if not found:
         return None, None
-    name, dataset = max(found, key=lambda item: (_shared_depth(item[0], dataset_path), item[0].endswith("x_pixel_size")))
+    name, dataset = max(
+        found, key=lambda item: (_shared_depth(item[0], dataset_path), item[0].endswith("x_pixel_size"))
+    )
     size_um, why = _in_um(dataset)
     if size_um is None:
         return None, f"/{name} in {file.filename} {why}: the images are not calibrated (give --pixel-size)"

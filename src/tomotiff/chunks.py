@@ -113,8 +113,10 @@ def _bitunshuffle_lz4(elem: int, data: np.ndarray, out: np.ndarray) -> np.ndarra
         raise ChunkError(f"a bitshuffle chunk of {len(data)} bytes has no header")
     total, block_bytes = int.from_bytes(data[:8], "big"), int.from_bytes(data[8:12], "big")
     if total != len(out) or total % elem or not block_bytes or block_bytes % (8 * elem):
-        raise ChunkError(f"its bitshuffle header says {total} bytes in blocks of {block_bytes}, "
-                         f"not {len(out)} bytes of {elem}-byte elements")
+        raise ChunkError(
+            f"its bitshuffle header says {total} bytes in blocks of {block_bytes}, "
+            f"not {len(out)} bytes of {elem}-byte elements"
+        )
     shuffled = scratch("bitshuffled", (total,), np.uint8)
     _unlz4_blocks(data, shuffled, block_bytes, elem)
     return imagecodecs.bitshuffle_decode(shuffled.data, itemsize=elem, blocksize=block_bytes // elem, out=out)
@@ -137,10 +139,10 @@ def _unlz4_blocks(data: np.ndarray, out: np.ndarray, block_bytes: int, elem: int
         return
     done = 0
     for start, stored, size in blocks:
-        if len(imagecodecs.lz4_decode(data[start:start + stored], out=out[done:done + size])) != size:
+        if len(imagecodecs.lz4_decode(data[start : start + stored], out=out[done : done + size])) != size:
             raise ChunkError(f"an LZ4 block of its bitshuffle data decodes to other than {size} bytes")
         done += size
-    out[done:] = data[end:end + tail]
+    out[done:] = data[end : end + tail]
 
 
 def _lz4_blocks(data: np.ndarray, body: int, block_bytes: int) -> tuple[list[tuple[int, int, int]], int]:
@@ -164,11 +166,17 @@ def _bitshuffle(cd: tuple[int, ...]) -> "_Filter | str":
     if len(cd) < 3 or cd[2] < 1 or (len(cd) > 3 and cd[3] % 8):
         return f"bitshuffle with parameters {cd} not understood here"
     if compression == 0:
-        return _Filter(BITSHUFFLE, "bitshuffle", partial(_bitunshuffle, cd[2], cd[3] if len(cd) > 3 else 0),
-                       codecs=("BITSHUFFLE",))
+        return _Filter(
+            BITSHUFFLE, "bitshuffle", partial(_bitunshuffle, cd[2], cd[3] if len(cd) > 3 else 0), codecs=("BITSHUFFLE",)
+        )
     if compression == 2:
-        return _Filter(BITSHUFFLE, "bitshuffle+lz4", partial(_bitunshuffle_lz4, cd[2]), compresses=True,
-                       codecs=("BITSHUFFLE", "LZ4H5", "LZ4"))
+        return _Filter(
+            BITSHUFFLE,
+            "bitshuffle+lz4",
+            partial(_bitunshuffle_lz4, cd[2]),
+            compresses=True,
+            codecs=("BITSHUFFLE", "LZ4H5", "LZ4"),
+        )
     return f"bitshuffle with {'zstd' if compression == 3 else f'compression {compression}'} is not decoded here"
 
 
@@ -234,8 +242,9 @@ class _Index:
         found = []
         dataset.id.chunk_iter(found.append)
         grid = tuple(-(-n // c) for n, c in zip(dataset.shape, dataset.chunks))
-        where = tuple((np.array([info.chunk_offset for info in found], np.int64).reshape(-1, len(grid))
-                       // dataset.chunks).T)
+        where = tuple(
+            (np.array([info.chunk_offset for info in found], np.int64).reshape(-1, len(grid)) // dataset.chunks).T
+        )
         offset, size, mask = np.full(grid, -1, np.int64), np.zeros(grid, np.int64), np.zeros(grid, np.uint32)
         offset[where] = [info.byte_offset for info in found]
         size[where] = [info.size for info in found]
@@ -256,8 +265,11 @@ def _unread(dataset: h5py.Dataset) -> "tuple[list[_Filter], _Index] | str":
     dcpl = dataset.id.get_create_plist()
     layout = dcpl.get_layout()
     if layout != h5d.CHUNKED:
-        return {h5d.VIRTUAL: "a virtual dataset", h5d.CONTIGUOUS: "contiguous layout, not chunked",
-                h5d.COMPACT: "compact layout, not chunked"}.get(layout, f"layout {layout}, not chunked")
+        return {
+            h5d.VIRTUAL: "a virtual dataset",
+            h5d.CONTIGUOUS: "contiguous layout, not chunked",
+            h5d.COMPACT: "compact layout, not chunked",
+        }.get(layout, f"layout {layout}, not chunked")
     if dataset.file.driver != "sec2":
         return f"the file is opened with HDF5's {dataset.file.driver} driver, not as one plain file"
     if not dataset.dtype.isnative:
@@ -279,8 +291,10 @@ def _unread(dataset: h5py.Dataset) -> "tuple[list[_Filter], _Index] | str":
     if unwritten and dcpl.fill_value_defined() == h5d.FILL_VALUE_UNDEFINED:
         return "chunks never written, with no fill value defined"
     if filters and _maybe_unfiltered_edges(dataset, index):
-        return ("a partial edge chunk is stored at its unfiltered size, as with H5Pset_chunk_opts' "
-                "DONT_FILTER_PARTIAL_CHUNKS, which the chunk index does not show")
+        return (
+            "a partial edge chunk is stored at its unfiltered size, as with H5Pset_chunk_opts' "
+            "DONT_FILTER_PARTIAL_CHUNKS, which the chunk index does not show"
+        )
     return filters, index
 
 
@@ -299,8 +313,9 @@ def reader_for(dataset: h5py.Dataset) -> "ChunkReader | None":
     if isinstance(found, str):
         return None
     filters, index = found
-    return ChunkReader(dataset.file.filename, dataset.shape, dataset.chunks, dataset.dtype, filters, index,
-                       dataset.fillvalue)
+    return ChunkReader(
+        dataset.file.filename, dataset.shape, dataset.chunks, dataset.dtype, filters, index, dataset.fillvalue
+    )
 
 
 def why_not(dataset: h5py.Dataset) -> str:
@@ -313,8 +328,16 @@ class ChunkReader:
     """Selections of a chunked dataset read from its file's bytes. Thread-safe: the index is read
     only, ``os.pread`` has no shared file position, and every buffer is the calling thread's."""
 
-    def __init__(self, path: str, shape: tuple[int, ...], chunks: tuple[int, ...], dtype: np.dtype,
-                 filters: list[_Filter], index: _Index, fill) -> None:
+    def __init__(
+        self,
+        path: str,
+        shape: tuple[int, ...],
+        chunks: tuple[int, ...],
+        dtype: np.dtype,
+        filters: list[_Filter],
+        index: _Index,
+        fill,
+    ) -> None:
         self.shape, self.chunks, self.dtype = shape, chunks, np.dtype(dtype)
         self.filters, self.index, self.fill = filters, index, fill
         self.largest = int(index.size.max(initial=0))  # the read buffer's size: one per thread, for every chunk
@@ -342,8 +365,9 @@ class ChunkReader:
                 within.append(slice(low - g * c, high - g * c))
             self._chunk_into(position, buffer[tuple(inside)], tuple(within), chunk, raw)
 
-    def _chunk_into(self, position: tuple[int, ...], dst: np.ndarray, within: tuple[slice, ...],
-                    chunk: np.ndarray, raw: np.ndarray) -> None:
+    def _chunk_into(
+        self, position: tuple[int, ...], dst: np.ndarray, within: tuple[slice, ...], chunk: np.ndarray, raw: np.ndarray
+    ) -> None:
         """Copy the part ``within`` of the chunk at ``position`` to ``dst``, by way of the thread's
         buffers ``chunk`` and ``raw``; a whole chunk whose place in ``dst`` is contiguous is decoded
         straight into it."""
@@ -358,8 +382,10 @@ class ChunkReader:
             self._decode(offset, raw[:stored], int(self.index.mask[position]), chunk.reshape(-1).view(np.uint8))
         except (ChunkError, OSError, ValueError, RuntimeError) as exc:  # ours, a codec's or the disk's
             origin = tuple(g * c for g, c in zip(position, self.chunks))
-            raise ChunkError(f"the chunk at {origin} (byte {offset} of the file, {stored} bytes): "
-                             f"{str(exc).splitlines()[0]}; the file is damaged, copy it again") from None
+            raise ChunkError(
+                f"the chunk at {origin} (byte {offset} of the file, {stored} bytes): "
+                f"{str(exc).splitlines()[0]}; the file is damaged, copy it again"
+            ) from None
         if not whole:
             dst[...] = chunk[within]
 

@@ -95,8 +95,15 @@ class Quantise:
         quantise(tile, self.window.lo, self.window.hi, self.bits, out=out)
 
     def describe(self) -> dict:
-        return {"bits": self.bits, "lo": self.window.lo, "hi": self.window.hi, "formula": FORMULA,
-                "formula_name": FORMULA_NAME, "inverse": INVERSE, "window": self.window.as_dict()}
+        return {
+            "bits": self.bits,
+            "lo": self.window.lo,
+            "hi": self.window.hi,
+            "formula": FORMULA,
+            "formula_name": FORMULA_NAME,
+            "inverse": INVERSE,
+            "window": self.window.as_dict(),
+        }
 
 
 def keep_conversion(dtype: np.dtype, fp: bool) -> Keep | ToFloat32:
@@ -104,8 +111,10 @@ def keep_conversion(dtype: np.dtype, fp: bool) -> Keep | ToFloat32:
     if fp:
         return ToFloat32()
     if np.dtype(dtype).kind == "f":
-        raise TomotiffError(f"the data are floating point ({np.dtype(dtype)}): add --fp to write float32 TIFFs, "
-                            "or use nxs2tiffux to reduce them to 8 or 16 bits")
+        raise TomotiffError(
+            f"the data are floating point ({np.dtype(dtype)}): add --fp to write float32 TIFFs, "
+            "or use nxs2tiffux to reduce them to 8 or 16 bits"
+        )
     return Keep()
 
 
@@ -123,6 +132,8 @@ def crowding_warning(image: np.ndarray, window: Window, bits: int, index: int) -
     share = float(levels[busiest].sum()) / count
     if share < CROWDING_WARNING_FRACTION:
         return None
-    return (f"warning: the window lo={window.lo!r} hi={window.hi!r} puts {share:.2%} of image {index}'s pixels on "
-            f"grey levels {' and '.join(str(int(level)) for level in sorted(busiest))} of 0..{2**bits - 1}: the "
-            f"images will look uniform (an outlier stretches the window?); {advice(window)}")
+    return (
+        f"warning: the window lo={window.lo!r} hi={window.hi!r} puts {share:.2%} of image {index}'s pixels on "
+        f"grey levels {' and '.join(str(int(level)) for level in sorted(busiest))} of 0..{2**bits - 1}: the "
+        f"images will look uniform (an outlier stretches the window?); {advice(window)}"
+    )

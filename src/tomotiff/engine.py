@@ -5,8 +5,8 @@ its own reused buffer, and for every output bins and converts each tile into tha
 reused buffer, then writes the block's images to each output's sink: several outputs (u8,
 u16 and f32 of the same images, say) cost one read. The reads of contiguous data (mapped) and
 of chunks tomotiff decodes itself, the arithmetic and the file writes all release the GIL, so
-workers overlap them; only datasets left to h5py read under its global lock. Memory is bounded by workers x (one tile + one output
-block per output).
+workers overlap them; only datasets left to h5py read under its global lock. Memory is bounded by
+workers x (one tile + one output block per output).
 
 :func:`stream` is the same read, in order on one thread, for stages that only look at the
 pixels (the global window).
@@ -90,8 +90,9 @@ class _Turns:
             self.condition.notify_all()
 
 
-def run(source: Source, images: ImageSet, outputs: Sequence[Output], workers: int = 1,
-        progress: bool = False) -> list[list[dict]]:
+def run(
+    source: Source, images: ImageSet, outputs: Sequence[Output], workers: int = 1, progress: bool = False
+) -> list[list[dict]]:
     """Write every image of ``images`` to every output; return each output's manifest entries.
 
     An output whose conversion writes the pixels as read, unbinned, gets whole-image tiles
@@ -108,8 +109,10 @@ def run(source: Source, images: ImageSet, outputs: Sequence[Output], workers: in
         try:
             converted = _convert_block(source, first, last, outputs, step)
             turns.wait(position)
-            entries = [[_write(output.sink, images, first + k, out[k], source) for k in range(last - first)]
-                       for output, out in zip(outputs, converted)]
+            entries = [
+                [_write(output.sink, images, first + k, out[k], source) for k in range(last - first)]
+                for output, out in zip(outputs, converted)
+            ]
             source.release(first, last)
         except BaseException:
             turns.done(position, ok=False)
@@ -141,8 +144,11 @@ def _convert_block(source: Source, first: int, last: int, outputs: Sequence[Outp
                 converted[k] = scratch(f"out{k}", shape, output.conversion.out_dtype(source.dtype))
             if factor not in binned:
                 binned[factor] = tile if factor == 1 else bin_mean(tile, factor)
-            out_rows = rows if factor == 1 else slice((rows.start or 0) // factor,
-                                                      None if rows.stop is None else rows.stop // factor)
+            out_rows = (
+                rows
+                if factor == 1
+                else slice((rows.start or 0) // factor, None if rows.stop is None else rows.stop // factor)
+            )
             output.conversion.apply(binned[factor], converted[k][:, out_rows])
     return converted
 
@@ -166,8 +172,9 @@ def _map_in_order(work, count: int, workers: int) -> list:
         _done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         for future in pending:
             future.cancel()
-        failed = [future.exception() for future in futures
-                  if future.done() and not future.cancelled() and future.exception()]
+        failed = [
+            future.exception() for future in futures if future.done() and not future.cancelled() and future.exception()
+        ]
         if failed:
             raise next((exc for exc in failed if not isinstance(exc, _EarlierBlockFailed)), failed[0])
         return [future.result() for future in futures]
@@ -186,7 +193,7 @@ def stream(source: Source, indices: np.ndarray) -> Iterator[tuple[list[np.ndarra
     indices = np.asarray(indices)
     depth = source.chunk_depth
     for first, last in source.blocks(np.arange(indices[0], indices[-1] + 1)):
-        wanted = indices[np.searchsorted(indices, first):np.searchsorted(indices, last)].tolist()
+        wanted = indices[np.searchsorted(indices, first) : np.searchsorted(indices, last)].tolist()
         for run in _runs(wanted, depth):
             start, stop = run[0], run[-1] + 1
             for _rows, tile in source.read_tiles(start, stop):

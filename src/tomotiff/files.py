@@ -51,19 +51,27 @@ def check_input_file(path: str, expected: str) -> None:
     except FileNotFoundError:
         raise TomotiffError(f"input file not found: {path}") from None
     except OSError as exc:
-        raise TomotiffError(f"cannot reach {path}: {exc.strerror}; check the path and its directories' "
-                            "permissions") from None
+        raise TomotiffError(
+            f"cannot reach {path}: {exc.strerror}; check the path and its directories' permissions"
+        ) from None
     if stat.S_ISDIR(found.st_mode):
         raise TomotiffError(f"{path} is a directory; {expected}")
     if not stat.S_ISREG(found.st_mode):
-        kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(found.st_mode) else
-                "a socket" if stat.S_ISSOCK(found.st_mode) else "a device")
+        kind = (
+            "a FIFO (named pipe)"
+            if stat.S_ISFIFO(found.st_mode)
+            else "a socket"
+            if stat.S_ISSOCK(found.st_mode)
+            else "a device"
+        )
         raise TomotiffError(f"{path} is {kind}, not a regular file; {expected}")
     if found.st_size == 0:
         raise TomotiffError(f"{path} is empty (0 bytes); copy it again, or wait until its writer has finished")
     if not os.access(path, os.R_OK):
-        raise TomotiffError(f"cannot read {path}: permission denied; ask its owner for read access (chmod a+r) "
-                            "or copy it somewhere you can read it")
+        raise TomotiffError(
+            f"cannot read {path}: permission denied; ask its owner for read access (chmod a+r) "
+            "or copy it somewhere you can read it"
+        )
 
 
 def temporary_name(name: str) -> str:
@@ -97,7 +105,9 @@ def prepare_directory(directory: str) -> None:
     except OSError as exc:
         raise TomotiffError(f"cannot create output directory {directory}: {exc.strerror}") from None
     if not os.access(directory, os.W_OK | os.X_OK):
-        raise TomotiffError(f"output directory {directory} is not writable; choose another OUTPUT_DIR or fix its permissions")
+        raise TomotiffError(
+            f"output directory {directory} is not writable; choose another OUTPUT_DIR or fix its permissions"
+        )
 
 
 @contextmanager
@@ -112,8 +122,10 @@ def directory_lock(directory: str, name: str) -> Iterator[None]:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise TomotiffError(f"another tomotiff run is writing to {directory} (it holds {path}); "
-                                "wait for it to finish or choose another OUTPUT_DIR") from None
+            raise TomotiffError(
+                f"another tomotiff run is writing to {directory} (it holds {path}); "
+                "wait for it to finish or choose another OUTPUT_DIR"
+            ) from None
         yield
     finally:
         remove(path)

@@ -253,8 +253,10 @@ class _Scan:
         for part in bins:
             got = int(part.counts.sum()) if part.digit else sum(c.size for c in part.collected)
             if got != part.count:
-                raise TomotiffError(f"{self.what} changed while the global window was computed "
-                                    f"(a bin held {part.count} pixels, then {got}); is the input still being written?")
+                raise TomotiffError(
+                    f"{self.what} changed while the global window was computed "
+                    f"(a bin held {part.count} pixels, then {got}); is the input still being written?"
+                )
 
     def _blocks(self) -> Iterator[np.ndarray]:
         """Every pixel once, as raw views of at most BLOCK_ELEMENTS."""

@@ -31,11 +31,15 @@ def open_file(path: str, rdcc_nbytes: int = 1 << 20) -> h5py.File:
         reason = str(exc).splitlines()[0]
         truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", reason)
         if truncated:
-            raise TomotiffError(f"{path} is truncated: it has {truncated[1]} of the {truncated[2]} bytes HDF5 expects; "
-                                "copy it again (or wait until its writer has finished)") from None
+            raise TomotiffError(
+                f"{path} is truncated: it has {truncated[1]} of the {truncated[2]} bytes HDF5 expects; "
+                "copy it again (or wait until its writer has finished)"
+            ) from None
         if "unable to lock file" in reason:
-            raise TomotiffError(f"{path} is locked by a program writing it (HDF5 file locking); wait until it has "
-                                "finished, or set HDF5_USE_FILE_LOCKING=FALSE to read it as it is") from None
+            raise TomotiffError(
+                f"{path} is locked by a program writing it (HDF5 file locking); wait until it has "
+                "finished, or set HDF5_USE_FILE_LOCKING=FALSE to read it as it is"
+            ) from None
         raise TomotiffError(f"cannot open {path}: {reason}; if it is damaged or was cut short, copy it again") from None
 
 
@@ -60,15 +64,23 @@ def find_dataset(file: h5py.File, path: str | None) -> tuple[str, h5py.Dataset]:
 def _check_virtual_sources(file: h5py.File, path: str, dataset: h5py.Dataset) -> None:
     """A virtual dataset (VDS) reads as its fill value wherever a source file or dataset is missing,
     silently: refuse it, naming what is missing, as for a dangling external link."""
-    missing = sorted({f"{source.file_name}:{source.dset_name}" for source in dataset.virtual_sources()
-                      if not _virtual_source_exists(file.filename, source.file_name, source.dset_name)})
+    missing = sorted(
+        {
+            f"{source.file_name}:{source.dset_name}"
+            for source in dataset.virtual_sources()
+            if not _virtual_source_exists(file.filename, source.file_name, source.dset_name)
+        }
+    )
     if missing:
         sources = len({(s.file_name, s.dset_name) for s in dataset.virtual_sources()})
-        shown = ", ".join(missing[:_MAX_LISTED]) + (f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else "")
+        shown = ", ".join(missing[:_MAX_LISTED]) + (
+            f" and {len(missing) - _MAX_LISTED} more" if len(missing) > _MAX_LISTED else ""
+        )
         raise TomotiffError(
             f"dataset {path} in {file.filename} is a virtual dataset whose sources are missing ({len(missing)} of "
             f"{sources}: {shown}); HDF5 would read its fill value there, silently. Copy the source files beside "
-            f"{os.path.basename(file.filename)} (relative names are looked for there) or give a dataset that holds its data"
+            f"{os.path.basename(file.filename)} (relative names are looked for there) or give a dataset that holds "
+            "its data"
         )
 
 
@@ -81,8 +93,13 @@ def _virtual_source_exists(vds_file: str, name: str, dataset: str) -> bool:
     else:
         beside = os.path.dirname(os.path.abspath(vds_file))
         prefix = os.environ.get("HDF5_VDS_PREFIX")
-        candidates = [*([os.path.join(prefix, name)] if prefix else []), os.path.join(beside, name),
-                      os.path.join(beside, os.path.basename(name)), name, os.path.basename(name)]
+        candidates = [
+            *([os.path.join(prefix, name)] if prefix else []),
+            os.path.join(beside, name),
+            os.path.join(beside, os.path.basename(name)),
+            name,
+            os.path.basename(name),
+        ]
     for candidate in candidates:
         if os.path.isfile(candidate):
             try:
@@ -116,7 +133,7 @@ def _listing(file: h5py.File) -> str:
 
 
 def _dangling_listing(file: h5py.File) -> str:
-    """"; its links ... do not resolve: ..." for the links that point nowhere (where image data
+    """ "; its links ... do not resolve: ..." for the links that point nowhere (where image data
     usually is, when a file was copied without its detector or intermediate files), else ""."""
     dangling = list(dangling_links(file))
     if not dangling:
@@ -226,13 +243,17 @@ def _default_signal_path(file: h5py.File) -> str:
     if isinstance(node, h5py.Group) and node.attrs.get("signal") is not None:
         return f"{path}/{_text(node.attrs['signal'])}"
     if path:
-        raise TomotiffError(f"the NeXus @default chain of {file.filename} ends at {path!r}, which names no @signal; "
-                            f"{_listing(file)}")
+        raise TomotiffError(
+            f"the NeXus @default chain of {file.filename} ends at {path!r}, which names no @signal; {_listing(file)}"
+        )
     signals = [name for name, obj in walk(file) if isinstance(obj, h5py.Group) and _is_nxdata_with_signal(obj)]
     if len(signals) == 1:
         return signals[0]
-    why = "names no NeXus default signal (@default/@signal)" if not signals else (
-        f"has {len(signals)} NXdata groups with a signal ({', '.join('/' + s for s in signals[:4])})")
+    why = (
+        "names no NeXus default signal (@default/@signal)"
+        if not signals
+        else (f"has {len(signals)} NXdata groups with a signal ({', '.join('/' + s for s in signals[:4])})")
+    )
     raise TomotiffError(f"{file.filename} {why}; {_listing(file)}")
 
 

@@ -18,7 +18,7 @@ from tomotiff.plan import Destination, Layout, Product, Request, make_plan
 from tomotiff.report import FIGURES, workflow_scan, write_scan_files
 from tomotiff.sink import TiffFormat
 from tomotiff.stats import scan_stats
-from tomotiff.window import Window, WindowRequest, choose_window, middle_image
+from tomotiff.window import Window, WindowRequest, middle_image
 
 Say = Callable[[str], object]
 BITS = {"u8": 8, "u16": 16, "f32": 32}  # the workflow's depth names
@@ -36,8 +36,14 @@ def read_json(path: str) -> dict:
 def _request(spec: dict, products: tuple[Product, ...], destination: Destination, **choices) -> Request:
     """The scan's request over the source range given by ``choices`` (default: the scan's)."""
     begin, stop = choices.pop("begin", None), choices.pop("stop", None)
-    return Request(source_request(spec, begin, stop), products, destination,
-                   spec.get("output_pattern", DEFAULT_PATTERN), image_key_path=spec["image_key_path"], **choices)
+    return Request(
+        source_request(spec, begin, stop),
+        products,
+        destination,
+        spec.get("output_pattern", DEFAULT_PATTERN),
+        image_key_path=spec["image_key_path"],
+        **choices,
+    )
 
 
 def demo(kind: str, name: str, output: str, say: Say) -> None:
@@ -56,9 +62,17 @@ def window(spec: dict, output: str, say: Say) -> None:
         conversion = pipeline.conversion_of(source, plan, request.products[0], False, say, say)
         begin, stop = source.begin, source.stop
     say(f"scan {spec['id']} {depth}: images {begin}..{stop - 1}; {conversion.window.describe()}")
-    write_json(output, {"scan": spec["id"], "depth": depth, "requested": spec["window"],
-                        "window": conversion.window.as_dict(), "range": {"begin": begin, "stop": stop},
-                        "tomotiff_version": __version__})
+    write_json(
+        output,
+        {
+            "scan": spec["id"],
+            "depth": depth,
+            "requested": spec["window"],
+            "window": conversion.window.as_dict(),
+            "range": {"begin": begin, "stop": stop},
+            "tomotiff_version": __version__,
+        },
+    )
 
 
 def stats(spec: dict, window_files: list[str], output: str, say: Say) -> None:
@@ -71,8 +85,10 @@ def stats(spec: dict, window_files: list[str], output: str, say: Say) -> None:
         reference = middle_image(plan.window_images) if spec["reference"] is None else spec["reference"]
         found = scan_stats(source, reference, windows, plan.describe())
     found = {"scan": spec["id"], "kind": spec["kind"], **found}
-    say(f"scan {spec['id']}: images {found['range']['begin']}..{found['range']['stop'] - 1}, reference {reference}: "
-        f"min {found['min']!r} max {found['max']!r} mean {found['mean']!r}")
+    say(
+        f"scan {spec['id']}: images {found['range']['begin']}..{found['range']['stop'] - 1}, reference {reference}: "
+        f"min {found['min']!r} max {found['max']!r} mean {found['mean']!r}"
+    )
     write_json(output, found)
 
 
@@ -83,14 +99,24 @@ def shard(spec: dict, window_files: list[str], receipt: str, threads: int, say: 
     windows = {chosen["depth"]: Window(**chosen["window"]) for chosen in map(read_json, window_files)}
     products = tuple(Product(BITS[depth], windows.get(depth)) for depth in spec["depths"])
     layout = spec["layout"]
-    request = _request(spec, products, shard_destination(spec["id"], first, last), begin=first, stop=last + 1,
-                       keys=spec["keys"], split_keys=spec["split"],
-                       layout=Layout(TiffFormat(layout["compression"], layout["imagej"], ome=layout["ome"]),
-                                     layout["stack"], layout["bin"]),
-                       scan_range=tuple(spec["scan_range"]),
-                       pixel_size=parse_pixel_size(layout["pixel_size"]) if layout.get("pixel_size") else None)
-    say(f"scan {spec['id']}: images {first}..{last} ({request.keys}) at {', '.join(spec['depths'])} from one read, "
-        f"{threads} threads")
+    request = _request(
+        spec,
+        products,
+        shard_destination(spec["id"], first, last),
+        begin=first,
+        stop=last + 1,
+        keys=spec["keys"],
+        split_keys=spec["split"],
+        layout=Layout(
+            TiffFormat(layout["compression"], layout["imagej"], ome=layout["ome"]), layout["stack"], layout["bin"]
+        ),
+        scan_range=tuple(spec["scan_range"]),
+        pixel_size=parse_pixel_size(layout["pixel_size"]) if layout.get("pixel_size") else None,
+    )
+    say(
+        f"scan {spec['id']}: images {first}..{last} ({request.keys}) at {', '.join(spec['depths'])} from one read, "
+        f"{threads} threads"
+    )
     for depth, window in windows.items():
         say(f"{depth} {window.describe()}")
     pipeline.run(request, threads, say=say, warn=say)

@@ -89,8 +89,10 @@ def _explicit(file: h5py.File, path: str, length: int) -> h5py.Dataset:
     if dataset.ndim != 1:
         raise TomotiffError(f"{where} has rank {dataset.ndim}, shape {dataset.shape}; image keys must be 1-D")
     if dataset.shape[0] != length:
-        raise TomotiffError(f"{where} has {dataset.shape[0]} keys but the image axis has {length} images; "
-                            "give the key dataset of this scan")
+        raise TomotiffError(
+            f"{where} has {dataset.shape[0]} keys but the image axis has {length} images; "
+            "give the key dataset of this scan"
+        )
     return dataset
 
 
@@ -121,8 +123,9 @@ def _read(dataset: h5py.Dataset, path: str) -> np.ndarray:
     try:
         return np.asarray(dataset[()], dtype=np.float64)
     except (OSError, ValueError, RuntimeError) as exc:
-        raise TomotiffError(f"cannot read image keys {path} in {dataset.file.filename}: "
-                            f"{str(exc).splitlines()[0]}") from None
+        raise TomotiffError(
+            f"cannot read image keys {path} in {dataset.file.filename}: {str(exc).splitlines()[0]}"
+        ) from None
 
 
 def _listing(file: h5py.File) -> str:
@@ -167,8 +170,10 @@ class RawScan:
             return [(name, found) for name in KEY_NAMES if (found := self.indices(name, begin, stop)).size]
         found = self.indices(selection, begin, stop)
         if not found.size:
-            raise TomotiffError(f"no {selection} among images {begin}..{stop - 1} ({self.path}: "
-                                f"{key_counts(self.keys)}); check --keys, -b and -s")
+            raise TomotiffError(
+                f"no {selection} among images {begin}..{stop - 1} ({self.path}: "
+                f"{key_counts(self.keys)}); check --keys, -b and -s"
+            )
         return [("", found)]
 
 
@@ -177,8 +182,10 @@ def raw_scan(file: h5py.File, length: int, path: str | None, required: bool) -> 
     found = _find(file, length, path)
     if found is None:
         if required:
-            raise TomotiffError(f"{file.filename} has no image_key dataset of {length} entries; "
-                                "give its path with --image-key-path, or drop --keys/--split-keys")
+            raise TomotiffError(
+                f"{file.filename} has no image_key dataset of {length} entries; "
+                "give its path with --image-key-path, or drop --keys/--split-keys"
+            )
         return None
     name, dataset = found
     return RawScan(name, _read(dataset, name), dataset.dtype.kind in "ui")

@@ -64,10 +64,13 @@ def read_manifest(path: str) -> dict:
     except (OSError, ValueError) as exc:
         raise TomotiffError(f"cannot read manifest {path}: {exc}") from None
     images = content.get("images") if isinstance(content, dict) else None
-    if not isinstance(images, list) or not all(isinstance(e, dict) and {"index", "file", CHECKSUM} <= set(e)
-                                               for e in images):
-        raise TomotiffError(f"manifest {path} is not a tomotiff manifest (it needs a list of images, each with "
-                            f"index, file and {CHECKSUM}); rerun the extraction to rewrite it")
+    if not isinstance(images, list) or not all(
+        isinstance(e, dict) and {"index", "file", CHECKSUM} <= set(e) for e in images
+    ):
+        raise TomotiffError(
+            f"manifest {path} is not a tomotiff manifest (it needs a list of images, each with "
+            f"index, file and {CHECKSUM}); rerun the extraction to rewrite it"
+        )
     return content
 
 
@@ -82,11 +85,14 @@ def merge_shards(shards: list[dict], begin: int, stop: int, every_image: bool, w
     shards = sorted(shards, key=lambda shard: shard["begin"])
     header = {key: value for key, value in shards[0].items() if key not in PER_SHARD}
     for shard in shards:
-        differs = sorted(key for key in set(header) | set(shard)
-                         if key not in PER_SHARD and shard.get(key) != header.get(key))
+        differs = sorted(
+            key for key in set(header) | set(shard) if key not in PER_SHARD and shard.get(key) != header.get(key)
+        )
         if differs:
-            raise TomotiffError(f"{what}: the shard of images {shard['begin']}..{shard['stop'] - 1} differs from "
-                                f"the others in {', '.join(differs)}; delete its shard records and run again")
+            raise TomotiffError(
+                f"{what}: the shard of images {shard['begin']}..{shard['stop'] - 1} differs from "
+                f"the others in {', '.join(differs)}; delete its shard records and run again"
+            )
     images = [entry for shard in shards for entry in shard["images"]]
     indices = [entry["index"] for entry in images]
     disjoint = all(a["stop"] <= b["begin"] for a, b in zip(shards, shards[1:]))
@@ -122,8 +128,17 @@ def verify(directory: str, manifest_name: str = MANIFEST_NAME) -> list[str]:
     return problems
 
 
-def header(source_description: dict, begin: int, stop: int, count: int, dtype_in, dtype_out,
-           conversion: dict, layout: dict, pattern: str) -> dict:
+def header(
+    source_description: dict,
+    begin: int,
+    stop: int,
+    count: int,
+    dtype_in,
+    dtype_out,
+    conversion: dict,
+    layout: dict,
+    pattern: str,
+) -> dict:
     """How an output was made: where from (``source_description``: the source and a raw scan's
     image_key dataset), which range, the types, the conversion, the layout and the versions."""
     return {
@@ -143,4 +158,6 @@ def header(source_description: dict, begin: int, stop: int, count: int, dtype_in
 
 def image_metadata(manifest_header: dict) -> dict:
     """What each TIFF records of the header: how it was made, without the run's range and versions."""
-    return {key: value for key, value in manifest_header.items() if key not in (*PER_SHARD, "output_pattern", "versions")}
+    return {
+        key: value for key, value in manifest_header.items() if key not in (*PER_SHARD, "output_pattern", "versions")
+    }

@@ -40,7 +40,7 @@ def pattern_index(pattern: str, name: str) -> int | None:
     """The index that ``pattern`` formats into ``name``, or None when no index does."""
     regex, end = "", 0
     for field in _FIELD.finditer(pattern):
-        regex += re.escape(pattern[end:field.start()]) + ("%" if field.group(0) == "%%" else r"\s*([-+]?\d+)")
+        regex += re.escape(pattern[end : field.start()]) + ("%" if field.group(0) == "%%" else r"\s*([-+]?\d+)")
         end = field.end()
     match = re.fullmatch(regex + re.escape(pattern[end:]), name)
     if match is None:

@@ -10,15 +10,13 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 
-import numpy as np
-
 from tomotiff import engine, manifest
 from tomotiff.binning import binned_shape
+from tomotiff.calibration import ValueCalibration
 from tomotiff.conversion import Conversion, Quantise, crowding_warning, keep_conversion
 from tomotiff.files import directory_lock, prepare_directory
-from tomotiff.plan import Group, Plan, Product, Request, make_plan
-from tomotiff.calibration import ValueCalibration
 from tomotiff.keys import KEY_NAMES
+from tomotiff.plan import Group, Plan, Product, Request, make_plan
 from tomotiff.selection import ImageSet
 from tomotiff.sink import Sink, StackSink, TiffSink
 from tomotiff.source import Source
@@ -34,8 +32,11 @@ def run(request: Request, workers: int = 1, progress: bool = False, say: Say = p
             warn(note)
         plan = make_plan(request, source, warn)
         conversions = [conversion_of(source, plan, product, progress, say, warn) for product in request.products]
-        return [written for group in plan.groups
-                for written in write_group(source, plan, group, conversions, workers, progress, say)]
+        return [
+            written
+            for group in plan.groups
+            for written in write_group(source, plan, group, conversions, workers, progress, say)
+        ]
 
 
 def conversion_of(source: Source, plan: Plan, product: Product, progress: bool, say: Say, warn: Say) -> Conversion:
@@ -54,8 +55,9 @@ def conversion_of(source: Source, plan: Plan, product: Product, progress: bool, 
     return Quantise(product.bits, window)
 
 
-def write_group(source: Source, plan: Plan, group: Group, conversions: list[Conversion], workers: int,
-                progress: bool, say: Say) -> list[dict]:
+def write_group(
+    source: Source, plan: Plan, group: Group, conversions: list[Conversion], workers: int, progress: bool, say: Say
+) -> list[dict]:
     """Read the group's images once, write each target's images and manifest; return the manifests."""
     request, images = plan.request, group.images
     count = len(images.indices)
@@ -66,16 +68,26 @@ def write_group(source: Source, plan: Plan, group: Group, conversions: list[Conv
             for directory in (target.directory, records):
                 prepare_directory(directory)
             held.enter_context(directory_lock(records, os.path.basename(target.manifest)))
-            header = manifest.header(plan.describe(), source.begin, source.stop, count,
-                                     source.dtype, conversion.out_dtype(source.dtype), conversion.describe(),
-                                     request.layout.describe(), request.pattern)
+            header = manifest.header(
+                plan.describe(),
+                source.begin,
+                source.stop,
+                count,
+                source.dtype,
+                conversion.out_dtype(source.dtype),
+                conversion.describe(),
+                request.layout.describe(),
+                request.pattern,
+            )
             sink = _sink(source, plan, target.directory, images, conversion, manifest.image_metadata(header))
             headers.append(header)
             outputs.append(engine.Output(conversion, sink, request.layout.binning))
             if count:
-                say(f"{plan.source_description['source']}: {_counted(count, 'image')}, {images.first}..{images.last} "
+                say(
+                    f"{plan.source_description['source']}: {_counted(count, 'image')}, {images.first}..{images.last} "
                     f"-> {os.path.join(target.directory, request.pattern)}, {conversion.out_dtype(source.dtype)}, "
-                    f"{_counted(workers, 'worker')}; read: {source.read_path}")
+                    f"{_counted(workers, 'worker')}; read: {source.read_path}"
+                )
         try:
             entries = engine.run(source, images, outputs, workers, progress)
         except BaseException:
@@ -98,18 +110,30 @@ def _sink(source: Source, plan: Plan, directory: str, images: ImageSet, conversi
     """One file per image, or (``--stack``) one stack named as its first image would be; with the
     pixel size, and for ImageJ the display range, the value calibration and slice labels."""
     layout, pattern = plan.request.layout, plan.request.pattern
-    fmt = replace(layout.format, pixel_size_um=None if plan.pixel_size is None else
-                  plan.pixel_size.binned(layout.binning).um)
+    fmt = replace(
+        layout.format, pixel_size_um=None if plan.pixel_size is None else plan.pixel_size.binned(layout.binning).um
+    )
     if fmt.imagej and isinstance(conversion, Quantise):
         window = conversion.window
-        fmt = replace(fmt, display_range=(0, 2**conversion.bits - 1),
-                      calibration=ValueCalibration.of(window.lo, window.hi, conversion.bits, plan.value_unit))
+        fmt = replace(
+            fmt,
+            display_range=(0, 2**conversion.bits - 1),
+            calibration=ValueCalibration.of(window.lo, window.hi, conversion.bits, plan.value_unit),
+        )
     if not layout.stack:
         return TiffSink(directory, pattern, metadata, fmt)
     shape = binned_shape(source.image_shape, layout.binning)
     labels = [_label(int(index), images) for index in images.indices]
-    return StackSink(directory, pattern, [int(i) for i in images.indices], metadata, fmt, shape,
-                     conversion.out_dtype(source.dtype), labels)
+    return StackSink(
+        directory,
+        pattern,
+        [int(i) for i in images.indices],
+        metadata,
+        fmt,
+        shape,
+        conversion.out_dtype(source.dtype),
+        labels,
+    )
 
 
 def _label(index: int, images: ImageSet) -> str:

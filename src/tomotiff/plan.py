@@ -85,8 +85,12 @@ class Layout:
     binning: int = 1
 
     def describe(self) -> dict:
-        described = {"compression": self.format.compression, "imagej": self.format.imagej, "stack": self.stack,
-                     "bin": self.binning}
+        described = {
+            "compression": self.format.compression,
+            "imagej": self.format.imagej,
+            "stack": self.stack,
+            "bin": self.binning,
+        }
         return {**described, "ome": True} if self.format.ome else described
 
 
@@ -216,5 +220,7 @@ def _image_sets(request: Request, source: Source, keys: RawScan | None) -> list[
 
 def _targets(request: Request, kind: str | None) -> tuple[Target, ...]:
     where = request.destination
-    return tuple(Target(product, where.directory(product.name, kind), where.manifest(product.name, kind))
-                 for product in request.products)
+    return tuple(
+        Target(product, where.directory(product.name, kind), where.manifest(product.name, kind))
+        for product in request.products
+    )

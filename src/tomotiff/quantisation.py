@@ -78,8 +78,12 @@ def working_dtype(in_dtype: np.dtype, lo: float, hi: float, bits: int) -> np.dty
     (dtype('float32'), dtype('float64'))
     """
     width = hi - lo
-    use_float32 = (float32_holds(in_dtype) and bits == 8 and abs(lo) <= _FLOAT32_MAX_OFFSET_RATIO * width
-                   and _FLOAT32_WIDTHS[0] <= width <= _FLOAT32_WIDTHS[1])
+    use_float32 = (
+        float32_holds(in_dtype)
+        and bits == 8
+        and abs(lo) <= _FLOAT32_MAX_OFFSET_RATIO * width
+        and _FLOAT32_WIDTHS[0] <= width <= _FLOAT32_WIDTHS[1]
+    )
     return np.dtype(np.float32 if use_float32 else np.float64)
 
 
@@ -270,8 +274,15 @@ def _bounds(work: np.dtype, top: float) -> tuple[np.ndarray, np.ndarray]:
     return low, high
 
 
-def _quantise_block_float64(src: np.ndarray, dst: np.ndarray, lo: float, hi: float, top: float,
-                            bounds: tuple[np.ndarray, np.ndarray], buffer: np.ndarray) -> None:
+def _quantise_block_float64(
+    src: np.ndarray,
+    dst: np.ndarray,
+    lo: float,
+    hi: float,
+    top: float,
+    bounds: tuple[np.ndarray, np.ndarray],
+    buffer: np.ndarray,
+) -> None:
     """The formula in float64 as numpy passes over one block (at most ``_BLOCK_ELEMENTS``).
 
     It clamps to [0, top] after the arithmetic rather than clipping x to [lo, hi] before: the
@@ -289,8 +300,15 @@ def _quantise_block_float64(src: np.ndarray, dst: np.ndarray, lo: float, hi: flo
     np.copyto(dst, v, casting="unsafe")
 
 
-def _float32_steps(src: np.ndarray, dst: np.ndarray, offset: np.float32, scale: np.float32,
-                   bounds: tuple[np.ndarray, np.ndarray], scaled: np.ndarray, rounded: np.ndarray) -> None:
+def _float32_steps(
+    src: np.ndarray,
+    dst: np.ndarray,
+    offset: np.float32,
+    scale: np.float32,
+    bounds: tuple[np.ndarray, np.ndarray],
+    scaled: np.ndarray,
+    rounded: np.ndarray,
+) -> None:
     """The compiled loop's float32 steps as numpy passes over one block: ``scaled`` gets t
     (clamped, before rounding), ``rounded`` rint(t) and ``dst`` that as its grey level."""
     low, high = (bound[: src.size].reshape(src.shape) for bound in bounds)
@@ -302,9 +320,16 @@ def _float32_steps(src: np.ndarray, dst: np.ndarray, offset: np.float32, scale: 
     np.copyto(dst, rounded, casting="unsafe")
 
 
-def _quantise_block_float32(src: np.ndarray, dst: np.ndarray, lo: float, hi: float, top: float,
-                            constants: tuple[np.float32, np.float32, np.float32],
-                            bounds: tuple[np.ndarray, np.ndarray], buffers: tuple[np.ndarray, ...]) -> None:
+def _quantise_block_float32(
+    src: np.ndarray,
+    dst: np.ndarray,
+    lo: float,
+    hi: float,
+    top: float,
+    constants: tuple[np.float32, np.float32, np.float32],
+    bounds: tuple[np.ndarray, np.ndarray],
+    buffers: tuple[np.ndarray, ...],
+) -> None:
     """The float32 steps over one block, then the pixels within the tie margin
     (``_tie_margin``) again in float64."""
     offset, scale, margin = constants

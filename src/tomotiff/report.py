@@ -82,13 +82,15 @@ def find_scans(directory: str) -> list[Scan]:
         raise TomotiffError(f"no such directory: {directory}")
     if _is_scan(directory):
         return [_scan(os.path.normpath(directory), directory)]
-    children = sorted(entry.name for entry in os.scandir(directory)
-                      if entry.is_dir() and not entry.name.startswith("."))
-    scans = [_scan(name, os.path.join(directory, name)) for name in children
-             if _is_scan(os.path.join(directory, name))]
+    children = sorted(
+        entry.name for entry in os.scandir(directory) if entry.is_dir() and not entry.name.startswith(".")
+    )
+    scans = [_scan(name, os.path.join(directory, name)) for name in children if _is_scan(os.path.join(directory, name))]
     if not scans:
-        raise TomotiffError(f"{directory}: no {MANIFEST_NAME} in it, in DEPTH/ or in SCAN/DEPTH/; give an output "
-                            "directory of nxs2tiff, nxs2tiffux, tiff2tiffux or tomotiff's workflow, or its results/")
+        raise TomotiffError(
+            f"{directory}: no {MANIFEST_NAME} in it, in DEPTH/ or in SCAN/DEPTH/; give an output "
+            "directory of nxs2tiff, nxs2tiffux, tiff2tiffux or tomotiff's workflow, or its results/"
+        )
     return scans
 
 
@@ -106,16 +108,18 @@ def _output_paths(directory: str) -> list[str]:
 def _scan(name: str, directory: str) -> Scan:
     stats_path = os.path.join(directory, STATS_NAME)
     stats = _read_json(stats_path) if os.path.isfile(stats_path) else None
-    outputs = tuple(Output(place, os.path.normpath(os.path.join(directory, place)))
-                    for place in _output_paths(directory))
+    outputs = tuple(
+        Output(place, os.path.normpath(os.path.join(directory, place))) for place in _output_paths(directory)
+    )
     return Scan(name, stats, outputs)
 
 
 def workflow_scan(name: str, stats_path: str, manifest_paths: list[str]) -> Scan:
     """A scan of the workflow from its job's inputs: results/SCAN/stats.json and the manifests."""
     root = os.path.dirname(stats_path)
-    outputs = tuple(Output(os.path.relpath(os.path.dirname(path), root), os.path.dirname(path))
-                    for path in manifest_paths)
+    outputs = tuple(
+        Output(os.path.relpath(os.path.dirname(path), root), os.path.dirname(path)) for path in manifest_paths
+    )
     return Scan(name, _read_json(stats_path), outputs)
 
 
@@ -177,8 +181,13 @@ def _reader(tif) -> Callable[[int], np.ndarray]:
     series = tif.series[0]
     if series.dataoffset is None:
         return lambda page: tif.pages[page].asarray()
-    data = np.memmap(tif.filehandle.path, dtype=series.dtype.newbyteorder(tif.byteorder), mode="r",
-                     offset=series.dataoffset, shape=series.shape).reshape(-1, *series.shape[-2:])
+    data = np.memmap(
+        tif.filehandle.path,
+        dtype=series.dtype.newbyteorder(tif.byteorder),
+        mode="r",
+        offset=series.dataoffset,
+        shape=series.shape,
+    ).reshape(-1, *series.shape[-2:])
     return lambda page: data[page]
 
 
@@ -197,11 +206,11 @@ def measure(directory: str, entries: list[dict], bits: int | None, reference: in
         found.step = max(1, math.ceil(max(pixels.shape) / MAX_SIDE))
         found.row = pixels.shape[0] // 2
         if top is not None:
-            seen = pixels[::found.step, ::found.step]
+            seen = pixels[:: found.step, :: found.step]
             found.at_zero.append(np.count_nonzero(seen == 0) / seen.size)
             found.at_top.append(np.count_nonzero(seen == top) / seen.size)
         found.indices.append(index)
-        found.rows.append(np.array(pixels[found.row, ::found.step]))
+        found.rows.append(np.array(pixels[found.row, :: found.step]))
         if index in wanted:
             found.thumbnails[index] = downsample(pixels, THUMBNAIL)
         if index == reference:
@@ -274,8 +283,14 @@ def _axes(figure, title: str, xlabel: str, ylabel: str):
     return axes
 
 
-def histogram_picture(counts: list[int], edges: list[float], window: tuple[float, float] | None, title: str,
-                      note: str, clipped_at_ends: bool = False) -> Picture:
+def histogram_picture(
+    counts: list[int],
+    edges: list[float],
+    window: tuple[float, float] | None,
+    title: str,
+    note: str,
+    clipped_at_ends: bool = False,
+) -> Picture:
     """The histogram (log counts) with lo and hi marked and what lies beyond them shaded; with
     ``clipped_at_ends`` (a histogram of quantised values) its first and last bins, where the
     clipped pixels are, in the clipped colours."""
@@ -383,8 +398,10 @@ def slice_picture(found: Measures, bits: int | None) -> Picture:
     """Row ``found.row`` of every image read, stacked over the index (top: the first image): a
     sinogram for projections, a section across the slices for a reconstruction."""
     section = downsample(np.stack(found.rows), SLICE, keep_aspect=False)
-    note = (f"row {found.row} of each image read, images {found.indices[0]} (top) to {found.indices[-1]} (bottom)"
-            f"{'' if bits else _FLOAT_NOTE.replace('image', 'slice')}")
+    note = (
+        f"row {found.row} of each image read, images {found.indices[0]} (top) to {found.indices[-1]} (bottom)"
+        f"{'' if bits else _FLOAT_NOTE.replace('image', 'slice')}"
+    )
     return raster_picture(levels(section, bits, display_span(bits, section)), bits, note, (2 * SLICE, SLICE))
 
 
@@ -466,9 +483,14 @@ def _histogram(stats: dict | None, manifest: dict, found: Measures, reference: i
     window = (manifest["lo"], manifest["hi"]) if bits else None
     histogram = _stats_histogram(stats)
     if histogram:
-        return histogram_picture(histogram["counts"], histogram["edges"], window, f"image {stats['reference']}",
-                                 f"reference image {stats['reference']} as read from the source, before "
-                                 f"quantisation: {histogram['bins']} bins from stats.json")
+        return histogram_picture(
+            histogram["counts"],
+            histogram["edges"],
+            window,
+            f"image {stats['reference']}",
+            f"reference image {stats['reference']} as read from the source, before "
+            f"quantisation: {histogram['bins']} bins from stats.json",
+        )
     if found.reference is None:
         return None
     values = finite_pixels(found.reference if not bits else dequantise(found.reference, *window, bits))
@@ -476,10 +498,22 @@ def _histogram(stats: dict | None, manifest: dict, found: Measures, reference: i
         return None
     span = window or (float(values.min()), float(values.max()))
     counts, edges = np.histogram(values, bins=256, range=span if span[1] > span[0] else None)
-    mapped = (" mapped back with lo/hi (x = lo + q (hi - lo) / (2**bits - 1)): values beyond the window were "
-              "clipped when written and count in the first (blue) and last (red) bins") if bits else ""
-    return histogram_picture(counts.tolist(), edges.tolist(), window, f"image {reference} as written",
-                             f"image {reference}, from its TIFF{mapped}", clipped_at_ends=bool(bits))
+    mapped = (
+        (
+            " mapped back with lo/hi (x = lo + q (hi - lo) / (2**bits - 1)): values beyond the window were "
+            "clipped when written and count in the first (blue) and last (red) bins"
+        )
+        if bits
+        else ""
+    )
+    return histogram_picture(
+        counts.tolist(),
+        edges.tolist(),
+        window,
+        f"image {reference} as written",
+        f"image {reference}, from its TIFF{mapped}",
+        clipped_at_ends=bool(bits),
+    )
 
 
 def _stats_histogram(stats: dict | None) -> dict | None:
@@ -509,9 +543,11 @@ def _figure_html(name: str, sect: Section) -> str:
     if name not in sect.figures:
         return ""
     picture = sect.figures[name]
-    return (f'<figure class="{name}"><img class="{name}" src="{data_uri(picture.png)}" width="{picture.width}" '
-            f'height="{picture.height}" alt="{_e(name)} of {_e(sect.scan.name)} {_e(sect.output.label)}">'
-            f'<figcaption>{_e(picture.note)}</figcaption></figure>')
+    return (
+        f'<figure class="{name}"><img class="{name}" src="{data_uri(picture.png)}" width="{picture.width}" '
+        f'height="{picture.height}" alt="{_e(name)} of {_e(sect.scan.name)} {_e(sect.output.label)}">'
+        f"<figcaption>{_e(picture.note)}</figcaption></figure>"
+    )
 
 
 def _window_rows(sect: Section) -> list[tuple[str, str, str]]:
@@ -519,9 +555,13 @@ def _window_rows(sect: Section) -> list[tuple[str, str, str]]:
     manifest = sect.header
     if not sect.bits:
         return [("window", f"none: {manifest.get('dtype_out')} values kept ({manifest.get('formula', '')})", "")]
-    return [("lo", repr(manifest["lo"]), "lo"), ("hi", repr(manifest["hi"]), "hi"),
-            ("chosen", _chosen(manifest), "how"),
-            ("bits", str(sect.bits), ""), ("formula", str(manifest.get("formula_name", "")), "")]
+    return [
+        ("lo", repr(manifest["lo"]), "lo"),
+        ("hi", repr(manifest["hi"]), "hi"),
+        ("chosen", _chosen(manifest), "how"),
+        ("bits", str(sect.bits), ""),
+        ("formula", str(manifest.get("formula_name", "")), ""),
+    ]
 
 
 def _chosen(manifest: dict) -> str:
@@ -538,24 +578,29 @@ def _verify_html(sect: Section) -> str:
         return f'<p class="verify ok">verify: all {count} images present and matching {MANIFEST_NAME}</p>'
     listed = "".join(f"<li>{_e(problem)}</li>" for problem in sect.problems[:MAX_PROBLEMS])
     more = f"<li>and {len(sect.problems) - MAX_PROBLEMS} more</li>" if len(sect.problems) > MAX_PROBLEMS else ""
-    return (f'<div class="verify bad"><p>verify: {len(sect.problems)} problem(s) among {count} images; '
-            f'rerun the extraction to restore them</p><ul>{listed}{more}</ul></div>')
+    return (
+        f'<div class="verify bad"><p>verify: {len(sect.problems)} problem(s) among {count} images; '
+        f"rerun the extraction to restore them</p><ul>{listed}{more}</ul></div>"
+    )
 
 
 def _section_html(sect: Section, anchor: str) -> str:
-    rows = "".join(f'<tr><th>{_e(head)}</th><td class="{css}">{_e(value)}</td></tr>'
-                   for head, value, css in _window_rows(sect))
+    rows = "".join(
+        f'<tr><th>{_e(head)}</th><td class="{css}">{_e(value)}</td></tr>' for head, value, css in _window_rows(sect)
+    )
     header = sect.header
     source = header.get("source") or header.get("input_pattern") or ""
     facts = f"{sect.count} images, {_e(header.get('dtype_in'))} to {_e(header.get('dtype_out'))}, from {_e(source)}"
     figures = "".join(_figure_html(name, sect) for name in FIGURES)
     missing = f'<p class="bad">unreadable: images {_e(_ranges(sect.unreadable))}</p>' if sect.unreadable else ""
     name, label = _e(sect.scan.name), _e(sect.output.label)
-    return (f'<section class="output" id="{anchor}" data-scan="{name}" data-output="{label}">'
-            f'<h3>{name} {label}</h3><p class="dir">{_e(sect.output.directory)}: {facts}</p>'
-            f'<div class="figures"><div><table class="window">{rows}</table>{_verify_html(sect)}{missing}</div>'
-            f'{figures}</div>'
-            '</section>')
+    return (
+        f'<section class="output" id="{anchor}" data-scan="{name}" data-output="{label}">'
+        f'<h3>{name} {label}</h3><p class="dir">{_e(sect.output.directory)}: {facts}</p>'
+        f'<div class="figures"><div><table class="window">{rows}</table>{_verify_html(sect)}{missing}</div>'
+        f"{figures}</div>"
+        "</section>"
+    )
 
 
 def _ranges(indices: list[int]) -> str:
@@ -601,9 +646,11 @@ def _verdict(sections: list[Section]) -> str:
 def _scan_html(number: int, scan: Scan, sections: list[Section], open_: bool) -> str:
     body = "".join(_section_html(sect, f"s{number}-{n}") for n, sect in enumerate(sections))
     labels = ", ".join(sect.output.label for sect in sections)
-    return (f'<details class="scan" id="s{number}" data-scan="{_e(scan.name)}"{" open" if open_ else ""}>'
-            f'<summary><h2>{_e(scan.name)}</h2> <span>{_e(labels)}; {_e(_verdict(sections))}</span></summary>'
-            f'{_stats_html(scan.stats)}{body}</details>')
+    return (
+        f'<details class="scan" id="s{number}" data-scan="{_e(scan.name)}"{" open" if open_ else ""}>'
+        f"<summary><h2>{_e(scan.name)}</h2> <span>{_e(labels)}; {_e(_verdict(sections))}</span></summary>"
+        f"{_stats_html(scan.stats)}{body}</details>"
+    )
 
 
 def _percent(value: float) -> str:
@@ -619,11 +666,14 @@ def _toc_html(scans: list[tuple[Scan, list[Section]]]) -> str:
             worst = sect.worst
             clip = f"{_percent(worst[0])} / {_percent(worst[1])}" if worst else ""
             state = "ok" if not sect.problems else "bad"
-            rows.append(f'<tr>{name}<td><a href="#s{number}-{n}">{_e(sect.output.label)}</a></td><td>{_e(lo)}</td>'
-                        f'<td>{_e(hi)}</td><td>{_e(_chosen(sect.header))}</td><td>{_e(clip)}</td><td class="{state}">'
-                        f'{"OK" if not sect.problems else _e(f"{len(sect.problems)} problem(s)")}</td></tr>')
-    head = "".join(f"<th>{name}</th>" for name in ("scan", "output", "lo", "hi", "chosen", "most clipped at 0 / top",
-                                                     "verify"))
+            rows.append(
+                f'<tr>{name}<td><a href="#s{number}-{n}">{_e(sect.output.label)}</a></td><td>{_e(lo)}</td>'
+                f'<td>{_e(hi)}</td><td>{_e(_chosen(sect.header))}</td><td>{_e(clip)}</td><td class="{state}">'
+                f"{'OK' if not sect.problems else _e(f'{len(sect.problems)} problem(s)')}</td></tr>"
+            )
+    head = "".join(
+        f"<th>{name}</th>" for name in ("scan", "output", "lo", "hi", "chosen", "most clipped at 0 / top", "verify")
+    )
     return f'<table class="toc"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -649,20 +699,24 @@ def render(scans: list[Scan], sections: list[list[Section]], title: str) -> str:
     pairs = list(zip(scans, sections))
     body = "".join(_scan_html(number, scan, sects, len(scans) == 1) for number, (scan, sects) in enumerate(pairs))
     outputs = sum(len(sects) for sects in sections)
-    return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head><body>'
-            f'<h1>{_e(title)}</h1><p>{len(scans)} scan(s), {outputs} output(s); made by tomotiff {_e(__version__)} '
-            f'from the files written. {_e(_verdict([s for sects in sections for s in sects]))}.</p>'
-            f'{_LEGEND}{_toc_html(pairs)}{body}</body></html>\n')
+    return (
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{_e(title)}</title>'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{STYLE}</style></head><body>'
+        f"<h1>{_e(title)}</h1><p>{len(scans)} scan(s), {outputs} output(s); made by tomotiff {_e(__version__)} "
+        f"from the files written. {_e(_verdict([s for sects in sections for s in sects]))}.</p>"
+        f"{_LEGEND}{_toc_html(pairs)}{body}</body></html>\n"
+    )
 
 
-_LEGEND = ("<p class=\"legend\">For each output: its window (lo is written as 0, hi as 2**bits-1) and how it was "
-           "chosen, and what <code>tomotiff verify</code> finds; the reference image's histogram, lo and hi marked, "
-           "what lies beyond them shaded (from the workflow's stats.json: the values before quantisation; "
-           "else from the reference TIFF mapped back with lo/hi); the percent of pixels at 0 and at 2**bits-1 in "
-           "each image; the first, middle and last images; one row of every image stacked over the index (a "
-           "sinogram for projections, a cut across the slices of a reconstruction). Images are shown as written, "
-           "pixels at 0 in blue and at 2**bits-1 in red, as ImageJ's HiLo shows them.</p>")
+_LEGEND = (
+    '<p class="legend">For each output: its window (lo is written as 0, hi as 2**bits-1) and how it was '
+    "chosen, and what <code>tomotiff verify</code> finds; the reference image's histogram, lo and hi marked, "
+    "what lies beyond them shaded (from the workflow's stats.json: the values before quantisation; "
+    "else from the reference TIFF mapped back with lo/hi); the percent of pixels at 0 and at 2**bits-1 in "
+    "each image; the first, middle and last images; one row of every image stacked over the index (a "
+    "sinogram for projections, a cut across the slices of a reconstruction). Images are shown as written, "
+    "pixels at 0 in blue and at 2**bits-1 in red, as ImageJ's HiLo shows them.</p>"
+)
 
 
 # --- entry points --------------------------------------------------------------------------
@@ -686,8 +740,9 @@ def write_report(directories: list[str], path: str, workers: int = 1) -> str:
     _write_text(path, render(scans, sections, "tomotiff report: " + ", ".join(directories)))
     problems = sum(1 for sects in sections for sect in sects if sect.problems)
     outputs = sum(len(sects) for sects in sections)
-    return (f"{path}: {len(scans)} scan(s), {outputs} output(s), {os.path.getsize(path) / 1e3:.0f} kB"
-            + (f"; verify found problems in {problems} output(s)" if problems else "; verify OK"))
+    return f"{path}: {len(scans)} scan(s), {outputs} output(s), {os.path.getsize(path) / 1e3:.0f} kB" + (
+        f"; verify found problems in {problems} output(s)" if problems else "; verify OK"
+    )
 
 
 def write_scan_files(scan: Scan, html_path: str, figure_dirs: dict[str, str]) -> list[Section]:

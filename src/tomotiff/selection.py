@@ -38,8 +38,10 @@ class Crop:
         if min(self.top, self.bottom, self.left, self.right) < 0:
             raise TomotiffError(f"--crop margins must be >= 0, got {self.top} {self.bottom} {self.left} {self.right}")
         if self.top + self.bottom >= height or self.left + self.right >= width:
-            raise TomotiffError(f"--crop {self.top} {self.bottom} {self.left} {self.right} leaves nothing of "
-                                f"{height} x {width} images; the margins must sum to less than the image size")
+            raise TomotiffError(
+                f"--crop {self.top} {self.bottom} {self.left} {self.right} leaves nothing of "
+                f"{height} x {width} images; the margins must sum to less than the image size"
+            )
         return self
 
 
@@ -89,7 +91,9 @@ class Selection:
         return np.moveaxis(squeezed, kept.index(self.axis), 0)
 
 
-def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None = None, crop: Crop = Crop()) -> Selection:
+def select(
+    shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None = None, crop: Crop = Crop()
+) -> Selection:
     """Validate axis and range against ``shape`` and find the two image dimensions."""
     rank = len(shape)
     if rank < 3:
@@ -103,8 +107,10 @@ def select(shape: tuple[int, ...], axis: int, begin: int = 0, stop: int | None =
     length = shape[axis]
     if length == 0 or 0 in (shape[image_dims[0]], shape[image_dims[1]]):
         empty = f"no images along axis {axis}" if length == 0 else "its images have no rows or columns"
-        raise TomotiffError(f"the dataset of shape {tuple(shape)} holds no pixels ({empty}); was it written by an "
-                            "aborted scan? choose another dataset with -d")
+        raise TomotiffError(
+            f"the dataset of shape {tuple(shape)} holds no pixels ({empty}); was it written by an "
+            "aborted scan? choose another dataset with -d"
+        )
     stop = length if stop is None else stop
     if not 0 <= begin < length:
         raise TomotiffError(f"-b/--begin {begin} is out of range: axis {axis} has {length} images (0..{length - 1})")

@@ -19,8 +19,8 @@ import numpy as np
 import tifffile
 
 from tomotiff import __version__
-from tomotiff.errors import TomotiffError
 from tomotiff.calibration import ValueCalibration
+from tomotiff.errors import TomotiffError
 from tomotiff.files import CHECKSUM, file_checksum, write_atomically
 from tomotiff.pattern import format_name
 
@@ -63,20 +63,32 @@ class TiffFormat:
 
     def __post_init__(self) -> None:
         if self.ome and self.imagej:
-            raise TomotiffError("--ome and --imagej are two ways of describing a file: choose one "
-                                "(Fiji reads both; napari and Bio-Formats prefer --ome)")
+            raise TomotiffError(
+                "--ome and --imagej are two ways of describing a file: choose one "
+                "(Fiji reads both; napari and Bio-Formats prefer --ome)"
+            )
         if self.compression not in COMPRESSIONS:
             raise TomotiffError(f"--compression must be one of {', '.join(COMPRESSIONS)}, got {self.compression!r}")
         if self.imagej and self.compression not in IMAGEJ_COMPRESSIONS:
-            raise TomotiffError(f"ImageJ cannot open {self.compression}-compressed TIFFs: with --imagej use "
-                                f"--compression {', '.join(IMAGEJ_COMPRESSIONS)}")
+            raise TomotiffError(
+                f"ImageJ cannot open {self.compression}-compressed TIFFs: with --imagej use "
+                f"--compression {', '.join(IMAGEJ_COMPRESSIONS)}"
+            )
 
-    def options(self, metadata: str, pages: int = 1, labels: list[str] | None = None,
-                display_range: tuple[float, float] | None = None) -> dict:
+    def options(
+        self,
+        metadata: str,
+        pages: int = 1,
+        labels: list[str] | None = None,
+        display_range: tuple[float, float] | None = None,
+    ) -> dict:
         """tifffile.imwrite keywords. The JSON ``metadata`` goes to ImageDescription, or with ImageJ
         (whose own text must be there) to ImageJ's Info, which Image > Show Info shows."""
-        common = {"compression": COMPRESSIONS[self.compression], "software": f"tomotiff {__version__}",
-                  "photometric": "minisblack"}
+        common = {
+            "compression": COMPRESSIONS[self.compression],
+            "software": f"tomotiff {__version__}",
+            "photometric": "minisblack",
+        }
         if not self.imagej and self.pixel_size_um is not None:  # libtiff, GDAL, ImageJ read cm (ImageJ shows µm)
             per_cm = 1e4 / self.pixel_size_um
             common.update(resolution=(per_cm, per_cm), resolutionunit="CENTIMETER")
@@ -97,12 +109,15 @@ class TiffFormat:
             imagej["Labels"] = labels
         return {**common, "imagej": True, "metadata": imagej}
 
-
     def _ome(self, metadata: str, pages: int) -> dict:
         """OME-TIFF (tifffile's writer): the pixel size as PhysicalSize, the JSON as the image's
         Description, and a UUID derived from it, so the same image gives the same bytes."""
         axes = "ZYX" if pages > 1 else "YX"
-        ome: dict = {"axes": axes, "Description": metadata, "UUID": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, metadata)}"}
+        ome: dict = {
+            "axes": axes,
+            "Description": metadata,
+            "UUID": f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, metadata)}",
+        }
         if self.pixel_size_um is not None:
             for axis in axes[-3:] if pages > 1 else axes:
                 ome.update({f"PhysicalSize{axis}": self.pixel_size_um, f"PhysicalSize{axis}Unit": "µm"})
@@ -147,8 +162,9 @@ class TiffSink:
         """Write one image atomically, its metadata with its index and origin."""
         name = self.name(index)
         shown = finite_range(image) if self.format.imagej and image.dtype.kind == "f" else None
-        options = self.format.options(json.dumps({**self.metadata, "index": index, **origin}, sort_keys=True),
-                                      display_range=shown)
+        options = self.format.options(
+            json.dumps({**self.metadata, "index": index, **origin}, sort_keys=True), display_range=shown
+        )
         digest = _write_tiff(os.path.join(self.directory, name), options, data=image)
         return {"file": name, CHECKSUM: digest}
 
@@ -169,8 +185,17 @@ class StackSink:
 
     ordered = True
 
-    def __init__(self, directory: str, pattern: str, indices: list[int], metadata: dict, fmt: TiffFormat,
-                 image_shape: tuple[int, int], dtype: np.dtype, labels: list[str]):
+    def __init__(
+        self,
+        directory: str,
+        pattern: str,
+        indices: list[int],
+        metadata: dict,
+        fmt: TiffFormat,
+        image_shape: tuple[int, int],
+        dtype: np.dtype,
+        labels: list[str],
+    ):
         page_bytes = image_shape[0] * image_shape[1] * np.dtype(dtype).itemsize
         per_file = max(1, CLASSIC_TIFF_BYTES // max(page_bytes, 1))
         self.parts = [indices[start : start + per_file] for start in range(0, len(indices), per_file)]
@@ -190,8 +215,16 @@ class StackSink:
         start = sum(len(part) for part in self.parts[: len(self.digests)])
         indices = self.parts[len(self.digests)]
         metadata = {**self.metadata, "indices": [int(i) for i in indices]}
-        self.part = _StackFile(self.directory, format_name(self.pattern, indices[0]), metadata, self.format,
-                               len(indices), self.image_shape, self.dtype, self.labels[start : start + len(indices)])
+        self.part = _StackFile(
+            self.directory,
+            format_name(self.pattern, indices[0]),
+            metadata,
+            self.format,
+            len(indices),
+            self.image_shape,
+            self.dtype,
+            self.labels[start : start + len(indices)],
+        )
 
     def finish(self) -> dict[str, dict]:
         if self.part is not None:
@@ -206,8 +239,17 @@ class StackSink:
 class _StackFile:
     """One multi-page file, written page by page from its own thread."""
 
-    def __init__(self, directory: str, name: str, metadata: dict, fmt: TiffFormat, count: int,
-                 image_shape: tuple[int, int], dtype: np.dtype, labels: list[str]):
+    def __init__(
+        self,
+        directory: str,
+        name: str,
+        metadata: dict,
+        fmt: TiffFormat,
+        count: int,
+        image_shape: tuple[int, int],
+        dtype: np.dtype,
+        labels: list[str],
+    ):
         self.directory, self.name, self.count, self.format = directory, name, count, fmt
         self.written = 0
         self.range: tuple[float, float] | None = None  # of a float stack's finite pixels, for ImageJ's display
@@ -221,9 +263,14 @@ class _StackFile:
     def _write(self, options: dict, shape: tuple[int, ...], dtype: np.dtype) -> None:
         shown = self.format.imagej and dtype.kind == "f" and self.format.display_range is None
         try:
-            self.digest = _write_tiff(os.path.join(self.directory, self.name), options,
-                                      self._show_range if shown else None,
-                                      data=self._page_iterator(), shape=shape, dtype=dtype)
+            self.digest = _write_tiff(
+                os.path.join(self.directory, self.name),
+                options,
+                self._show_range if shown else None,
+                data=self._page_iterator(),
+                shape=shape,
+                dtype=dtype,
+            )
         except BaseException as exc:  # reported by write() or close() in the engine's threads
             self.error = exc
 
@@ -234,8 +281,9 @@ class _StackFile:
                 raise _Aborted()
             found = finite_range(page) if page.dtype.kind == "f" else None
             if found is not None:
-                self.range = found if self.range is None else (min(self.range[0], found[0]),
-                                                               max(self.range[1], found[1]))
+                self.range = (
+                    found if self.range is None else (min(self.range[0], found[0]), max(self.range[1], found[1]))
+                )
             yield page
 
     def _show_range(self, handle) -> None:

@@ -125,19 +125,30 @@ class Hdf5Source(_Closing):
     dataset is contiguous and unfiltered, chunk by chunk by :mod:`tomotiff.chunks` outside h5py's
     lock where it decodes the filters, else with h5py's ``read_direct`` (``read_path`` says which)."""
 
-    def __init__(self, path: str, dataset: str | None, axis: int = 0, begin: int = 0, stop: int | None = None,
-                 crop: Crop = Crop()):
+    def __init__(
+        self,
+        path: str,
+        dataset: str | None,
+        axis: int = 0,
+        begin: int = 0,
+        stop: int | None = None,
+        crop: Crop = Crop(),
+    ):
         self.path = path
         self.file = hdf5.open_file(path)
         try:
             self.dataset_path, self.dataset = hdf5.find_dataset(self.file, dataset)
             if self.dataset.dtype.kind not in "uifb":
-                raise TomotiffError(f"dataset {self.dataset_path} has type {self.dataset.dtype}; images must be numeric")
+                raise TomotiffError(
+                    f"dataset {self.dataset_path} has type {self.dataset.dtype}; images must be numeric"
+                )
             self.selection: Selection = select(self.dataset.shape, axis, begin, stop, crop)
         except _DAMAGED_HDF5 as exc:
             self.file.close()
-            raise TomotiffError(f"cannot read the structure of {path}: {_first_line(exc)}; the file is damaged, "
-                                "copy it again from where it was written") from None
+            raise TomotiffError(
+                f"cannot read the structure of {path}: {_first_line(exc)}; the file is damaged, "
+                "copy it again from where it was written"
+            ) from None
         except Exception:
             self.file.close()
             raise
@@ -145,12 +156,16 @@ class Hdf5Source(_Closing):
         self.image_shape = self.selection.image_shape
         self.begin, self.stop = self.selection.begin, self.selection.stop
         self.length = self.selection.shape[axis]
-        self._image_stride = int(np.prod(self.selection.shape[self.selection.axis + 1:])) * self.dtype.itemsize
+        self._image_stride = int(np.prod(self.selection.shape[self.selection.axis + 1 :])) * self.dtype.itemsize
         self._bytes = ContiguousBytes.open(self.dataset, self.selection)
         self._chunks = None if self._bytes is not None else reader_for(self.dataset)
-        self.read_path = ("mapped (contiguous, unfiltered: each worker reads the page cache)" if self._bytes is not None
-                          else self._chunks.describe() if self._chunks is not None
-                          else f"h5py ({why_not(self.dataset)})")
+        self.read_path = (
+            "mapped (contiguous, unfiltered: each worker reads the page cache)"
+            if self._bytes is not None
+            else self._chunks.describe()
+            if self._chunks is not None
+            else f"h5py ({why_not(self.dataset)})"
+        )
         chunks = self.dataset.chunks
         self.chunk_depth = chunks[axis] if chunks else 1
         self._chunk_rows = chunks[self.selection.rows_dim] if chunks else 1
@@ -178,8 +193,10 @@ class Hdf5Source(_Closing):
 
     def read_image(self, index: int) -> np.ndarray:
         if not 0 <= index < self.length:
-            raise TomotiffError(f"reference image -r {index} does not exist: "
-                                f"the image axis has {self.length} images (0..{self.length - 1})")
+            raise TomotiffError(
+                f"reference image -r {index} does not exist: "
+                f"the image axis has {self.length} images (0..{self.length - 1})"
+            )
         return np.array(self.selection.as_images(self._whole_images(index, index + 1))[0])
 
     def release(self, first: int, last: int) -> None:
@@ -223,8 +240,13 @@ class Hdf5Source(_Closing):
         return hdf5.text_attribute(self.dataset, "units")
 
     def describe(self) -> dict:
-        return {"source": os.path.abspath(self.path), "dataset": self.dataset_path, "axis": self.selection.axis,
-                "dataset_shape": list(self.selection.shape), "crop": self.selection.crop.margins}
+        return {
+            "source": os.path.abspath(self.path),
+            "dataset": self.dataset_path,
+            "axis": self.selection.axis,
+            "dataset_shape": list(self.selection.shape),
+            "crop": self.selection.crop.margins,
+        }
 
     def image_origin(self, index: int) -> dict:
         return {}
@@ -258,8 +280,12 @@ class ContiguousBytes:
     @classmethod
     def open(cls, dataset, selection: Selection) -> "ContiguousBytes | None":
         leading = selection.shape[: selection.axis]
-        plain = (dataset.chunks is None and dataset.compression is None and dataset.dtype.isnative
-                 and selection.crop == Crop())
+        plain = (
+            dataset.chunks is None
+            and dataset.compression is None
+            and dataset.dtype.isnative
+            and selection.crop == Crop()
+        )
         offset = dataset.id.get_offset() if plain and all(d == 1 for d in leading) else None
         return None if offset is None else cls(dataset.file.filename, offset, dataset.nbytes)
 
@@ -332,8 +358,10 @@ def _reading(path: str) -> Iterator[tifffile.TiffFile]:
         except MemoryError:
             raise
         except Exception as exc:
-            raise TomotiffError(f"cannot read {path}: {_first_line(exc)}{_said(caught)}; the file is damaged or not "
-                                "a TIFF, copy it again") from None
+            raise TomotiffError(
+                f"cannot read {path}: {_first_line(exc)}{_said(caught)}; the file is damaged or not "
+                "a TIFF, copy it again"
+            ) from None
     for message in caught:
         _TIFFFILE_LOG.warning(message)
 
@@ -348,21 +376,27 @@ def _image_page(tif: tifffile.TiffFile, path: str) -> tuple[tifffile.TiffPage, t
     of its data: a truncated file, or one whose damaged size would be read as zeros or not fit in
     memory, is an error when it is opened, before anything is written."""
     if len(tif.pages) != 1:
-        raise TomotiffError(f"{path} holds no image: the file is damaged or truncated; copy it again" if not tif.pages
-                            else f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file")
+        raise TomotiffError(
+            f"{path} holds no image: the file is damaged or truncated; copy it again"
+            if not tif.pages
+            else f"{path} holds {len(tif.pages)} pages; tiff2tiffux reads one image per file"
+        )
     page = tif.pages[0]
     if page.samplesperpixel != 1 or page.imagedepth != 1 or page.dtype is None or page.dtype.kind not in "uifb":
         raise TomotiffError(f"{path} is not a single-channel numeric image (shape {page.shape}, type {page.dtype})")
     rows, cols = page.imagelength, page.imagewidth
     end = max((o + n for o, n in zip(page.dataoffsets, page.databytecounts)), default=0)
     if end > tif.filehandle.size:
-        raise TomotiffError(f"{path} is truncated: its image data ends at byte {end}, the file at "
-                            f"{tif.filehandle.size}; copy it again")
+        raise TomotiffError(
+            f"{path} is truncated: its image data ends at byte {end}, the file at {tif.filehandle.size}; copy it again"
+        )
     declared, held = math.ceil(cols * page.bitspersample / 8) * rows, sum(page.databytecounts)
     short = page.compression == tifffile.COMPRESSION.NONE and held < declared
     if min(rows, cols) < 1 or short or rows * cols * page.dtype.itemsize > _MEMORY:
-        raise TomotiffError(f"{path} is damaged: it declares a {rows} x {cols} image of {page.dtype} ({declared} "
-                            f"bytes) but holds {held} bytes of image data; copy it again")
+        raise TomotiffError(
+            f"{path} is damaged: it declares a {rows} x {cols} image of {page.dtype} ({declared} "
+            f"bytes) but holds {held} bytes of image data; copy it again"
+        )
     return page, (rows, cols)
 
 
@@ -393,8 +427,9 @@ class TiffSource(_Closing):
 
     def image_keys(self, path: str | None, required: bool) -> RawScan | None:
         if required:
-            raise TomotiffError("TIFF files carry no image_key: --keys, --split-keys and --image-key-path "
-                                "apply to HDF5 raw scans only")
+            raise TomotiffError(
+                "TIFF files carry no image_key: --keys, --split-keys and --image-key-path apply to HDF5 raw scans only"
+            )
         return None
 
 
@@ -403,16 +438,21 @@ class TiffDirSource(TiffSource):
 
     def __init__(self, directory: str, pattern: str, begin: int = 0, stop: int | None = None, crop: Crop = Crop()):
         if os.path.isfile(directory):
-            raise TomotiffError(f"{directory} is a file, not a directory of TIFFs (one image per file, "
-                                "named by the input pattern)")
+            raise TomotiffError(
+                f"{directory} is a file, not a directory of TIFFs (one image per file, named by the input pattern)"
+            )
         if os.path.exists(directory) and not os.path.isdir(directory):
-            raise TomotiffError(f"{directory} is neither a directory nor a regular file (a FIFO, socket or device); "
-                                "give a directory of TIFFs or one multi-page TIFF")
+            raise TomotiffError(
+                f"{directory} is neither a directory nor a regular file (a FIFO, socket or device); "
+                "give a directory of TIFFs or one multi-page TIFF"
+            )
         if not os.path.isdir(directory):
             raise TomotiffError(f"input directory not found: {directory}")
         if not os.access(directory, os.R_OK | os.X_OK):
-            raise TomotiffError(f"cannot list directory {directory}: permission denied; ask its owner for access "
-                                "(chmod a+rx) or copy the TIFFs somewhere you can read them")
+            raise TomotiffError(
+                f"cannot list directory {directory}: permission denied; ask its owner for access "
+                "(chmod a+rx) or copy the TIFFs somewhere you can read them"
+            )
         self.directory = directory
         self.pattern = check_pattern(pattern, "-i/--input-pattern")
         if begin < 0:
@@ -436,8 +476,10 @@ class TiffDirSource(TiffSource):
     def _no_match(self, index: int) -> str:
         present = sorted(n for n in os.listdir(self.directory) if n.lower().endswith((".tif", ".tiff")))[:3]
         seen = f"files there include {', '.join(present)}" if present else "it holds no .tif/.tiff files"
-        return (f"no input file {format_name(self.pattern, index)!r} in {self.directory} (pattern {self.pattern!r}, "
-                f"index {index}); {seen}; check -i/--input-pattern and -b/--begin")
+        return (
+            f"no input file {format_name(self.pattern, index)!r} in {self.directory} (pattern {self.pattern!r}, "
+            f"index {index}); {seen}; check -i/--input-pattern and -b/--begin"
+        )
 
     def _find_stop(self, begin: int) -> int:
         stop = begin + 1
@@ -454,17 +496,22 @@ class TiffDirSource(TiffSource):
         if not self._beyond:
             return []
         first, count = self._beyond[0], len(self._beyond)
-        return [f"warning: the numbering of {self.pattern} stops at {self.stop - 1} (no {format_name(self.pattern, self.stop)}), "
-                f"but {count} file{'s' if count > 1 else ''} lie beyond the gap, from {format_name(self.pattern, first)}; "
-                f"to include them, run again with -b {first} (and -s)"]
+        return [
+            f"warning: the numbering of {self.pattern} stops at {self.stop - 1} "
+            f"(no {format_name(self.pattern, self.stop)}), "
+            f"but {count} file{'s' if count > 1 else ''} lie beyond the gap, from {format_name(self.pattern, first)}; "
+            f"to include them, run again with -b {first} (and -s)"
+        ]
 
     def _check_stop(self, begin: int, stop: int) -> int:
         if stop <= begin:
             raise TomotiffError(f"-s/--stop {stop} must be greater than -b/--begin {begin} (stop is exclusive)")
         missing = next((i for i in range(begin, stop) if not os.path.exists(self.path(i))), None)
         if missing is not None:
-            raise TomotiffError(f"-s/--stop {stop}: input file {self.path(missing)} is missing; "
-                                f"the consecutive files end at {self._find_stop(begin) - 1}")
+            raise TomotiffError(
+                f"-s/--stop {stop}: input file {self.path(missing)} is missing; "
+                f"the consecutive files end at {self._find_stop(begin) - 1}"
+            )
         return stop
 
     def _open(self, index: int) -> tuple[np.dtype, tuple[int, int]]:

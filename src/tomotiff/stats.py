@@ -35,9 +35,15 @@ def image_stats(image: np.ndarray, percentiles=PERCENTILES, bins: int = HISTOGRA
     values = finite_pixels(image).astype(np.float64, copy=False)
     result = {"pixels": int(image.size), "finite": int(values.size), "nonfinite": int(image.size - values.size)}
     if values.size == 0:
-        return {**result, "min": None, "max": None, "mean": None, "std": None,
-                "percentiles": {percentile_key(p): None for p in percentiles},
-                "histogram": {"bins": bins, "edges": [], "counts": []}}
+        return {
+            **result,
+            "min": None,
+            "max": None,
+            "mean": None,
+            "std": None,
+            "percentiles": {percentile_key(p): None for p in percentiles},
+            "histogram": {"bins": bins, "edges": [], "counts": []},
+        }
     low, high = float(values.min()), float(values.max())
     counts, edges = np.histogram(values, bins=bins, range=(low, high))
     points = np.percentile(values, list(percentiles))
@@ -52,8 +58,14 @@ def image_stats(image: np.ndarray, percentiles=PERCENTILES, bins: int = HISTOGRA
     }
 
 
-def scan_stats(source: Source, reference: int, windows: dict[str, Window] | None = None,
-               description: dict | None = None, percentiles=PERCENTILES, bins: int = HISTOGRAM_BINS) -> dict:
+def scan_stats(
+    source: Source,
+    reference: int,
+    windows: dict[str, Window] | None = None,
+    description: dict | None = None,
+    percentiles=PERCENTILES,
+    bins: int = HISTOGRAM_BINS,
+) -> dict:
     """The statistics of image ``reference`` of ``source``, with the source's ``description``
     (default: its own; a plan's adds the image_key dataset), the selected range and the window
     chosen for each output (``windows``, e.g. ``{"u8": ...}``)."""

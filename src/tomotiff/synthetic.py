@@ -62,14 +62,21 @@ def projection(index: int, height: int, width: int, seed: int = 0, level: float 
     """One uint16 raw image: a bright beam profile with an absorbing column and noise."""
     cols = np.arange(width, dtype=np.float64)
     beam = level * (0.8 + 0.2 * np.cos((cols - width / 2) / width * np.pi))
-    shadow = np.exp(-((cols - width / 2 - 0.2 * width * np.sin(index / 10)) / (0.1 * width)) ** 2)
+    shadow = np.exp(-(((cols - width / 2 - 0.2 * width * np.sin(index / 10)) / (0.1 * width)) ** 2))
     image = np.tile(beam * (1 - 0.6 * shadow), (height, 1))
     image += np.random.default_rng([seed, index]).normal(0, 200, (height, width))
     return np.clip(image, 0, 65535).astype(np.uint16)
 
 
-def write_savu_recon(path: str, height: int = 32, count: int = 24, width: int = 40, seed: int = 0,
-                     chunks: tuple[int, int, int] | None = (8, 8, 8), compression: str | None = None) -> str:
+def write_savu_recon(
+    path: str,
+    height: int = 32,
+    count: int = 24,
+    width: int = 40,
+    seed: int = 0,
+    chunks: tuple[int, int, int] | None = (8, 8, 8),
+    compression: str | None = None,
+) -> str:
     """A Savu-like NeXus file: ``/entry/final_result_tomo/data`` float32 (height, count, width).
 
     The @default chain leads to it, as in Savu's processed files. Returns the dataset path.
@@ -95,8 +102,9 @@ def raw_keys(projections: int, flats: int, darks: int) -> np.ndarray:
     return np.array(before + [IMAGE_KEY["projection"]] * projections + after, np.int32)
 
 
-def write_gda_raw(path: str, projections: int = 20, flats: int = 4, darks: int = 4, height: int = 24,
-                  width: int = 32, seed: int = 0) -> str:
+def write_gda_raw(
+    path: str, projections: int = 20, flats: int = 4, darks: int = 4, height: int = 24, width: int = 32, seed: int = 0
+) -> str:
     """A GDA-like NXtomo raw scan: uint16 (images, height, width) with ``image_key``.
 
     The detector data sits at ``/entry1/instrument/pco1_hw_hdf/data`` and is linked from
@@ -120,13 +128,23 @@ def write_gda_raw(path: str, projections: int = 20, flats: int = 4, darks: int =
     return "/entry1/instrument/pco1_hw_hdf/data"
 
 
-def write_tiff_dir(directory: str, pattern: str = "recon_%05d.tif", count: int = 12, height: int = 24,
-                   width: int = 32, dtype: str = "float32", seed: int = 0, start: int = 0) -> list[str]:
+def write_tiff_dir(
+    directory: str,
+    pattern: str = "recon_%05d.tif",
+    count: int = 12,
+    height: int = 24,
+    width: int = 32,
+    dtype: str = "float32",
+    seed: int = 0,
+    start: int = 0,
+) -> list[str]:
     """A directory of single-page TIFFs (float32 slices, or uint16 raw images)."""
     os.makedirs(directory, exist_ok=True)
     paths = []
     for index in range(start, start + count):
-        image = recon_slice(index, height, width, seed) if dtype == "float32" else projection(index, height, width, seed)
+        image = (
+            recon_slice(index, height, width, seed) if dtype == "float32" else projection(index, height, width, seed)
+        )
         path = os.path.join(directory, pattern % index)
         tifffile.imwrite(path, image.astype(dtype), metadata=None)
         paths.append(path)
@@ -138,8 +156,9 @@ def write_astra_rank4(path: str, height: int = 32, width: int = 32, count: int =
     the beamline page's second example."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with h5py.File(path, "w") as file:
-        data = file.create_dataset("2-AstraReconGpu-tomo/data", (height, 1, width, count), np.float32,
-                                   chunks=(height, 1, width, 1))
+        data = file.create_dataset(
+            "2-AstraReconGpu-tomo/data", (height, 1, width, count), np.float32, chunks=(height, 1, width, 1)
+        )
         for index in range(count):
             data[:, 0, :, index] = recon_slice(index, height, width, seed)
     return "2-AstraReconGpu-tomo/data"
@@ -157,11 +176,13 @@ def main(argv: list[str] | None = None) -> None:
     """``python -m tomotiff.synthetic [DIR]``: the README's example files."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m tomotiff.synthetic",
-                                     description="Write the small example files the README's commands run on "
-                                                 "(the layouts of the beamline page).")
-    parser.add_argument("directory", nargs="?", default="demo", metavar="DIR",
-                        help="where to write them (default: %(default)s)")
+    parser = argparse.ArgumentParser(
+        prog="python -m tomotiff.synthetic",
+        description="Write the small example files the README's commands run on (the layouts of the beamline page).",
+    )
+    parser.add_argument(
+        "directory", nargs="?", default="demo", metavar="DIR", help="where to write them (default: %(default)s)"
+    )
     target = parser.parse_args(argv).directory
     write_seed_examples(target)
     print(f"wrote the example files to {target}/")

@@ -27,16 +27,20 @@ class TiffStackSource(TiffSource):
         shape = tuple(n for n, axis in zip(series.shape, series.axes) if axis not in "YX" and n > 1)
         if len(shape) > 1 or series.dtype.kind not in "uifb" or len(series.shape) - series.shape.count(1) > 3:
             self._tif.close()
-            raise TomotiffError(f"{path} holds {series.axes} {series.shape} {series.dtype}; tiff2tiffux reads stacks of "
-                                "single-channel numeric images (one channel, one frame)")
+            raise TomotiffError(
+                f"{path} holds {series.axes} {series.shape} {series.dtype}; tiff2tiffux reads stacks of "
+                "single-channel numeric images (one channel, one frame)"
+            )
         self.length = shape[0] if shape else 1
         self.full_shape = (series.shape[series.axes.index("Y")], series.shape[series.axes.index("X")])
         self.dtype = np.dtype(series.dtype).newbyteorder("=")
         stop = self.length if stop is None else stop
         if not 0 <= begin < self.length or not begin < stop <= self.length:
             self._tif.close()
-            raise TomotiffError(f"-b/--begin {begin} -s/--stop {stop}: {path} has {self.length} pages "
-                                f"(0..{self.length - 1}; stop is exclusive)")
+            raise TomotiffError(
+                f"-b/--begin {begin} -s/--stop {stop}: {path} has {self.length} pages "
+                f"(0..{self.length - 1}; stop is exclusive)"
+            )
         self.begin, self.stop = begin, stop
         self.crop = crop.check(*self.full_shape)
         self._rows, self._cols = crop.rows(self.full_shape[0]), crop.cols(self.full_shape[1])
@@ -55,14 +59,17 @@ class TiffStackSource(TiffSource):
                     for page in tif.pages:
                         ends = [offset + count for offset, count in zip(page.dataoffsets, page.databytecounts)]
                         if ends and max(ends) > size:
-                            raise TomotiffError(f"{path} is truncated: its image data end at byte {max(ends)}, the "
-                                                f"file at {size}; copy it again")
+                            raise TomotiffError(
+                                f"{path} is truncated: its image data end at byte {max(ends)}, the "
+                                f"file at {size}; copy it again"
+                            )
                     tif.series[0].shape  # noqa: B018 (reads the series: ImageJ's, tifffile's or the pages')
             except (TomotiffError, MemoryError):
                 raise
             except Exception as exc:  # a damaged file makes tifffile raise nearly anything
-                raise TomotiffError(f"cannot read {path}: {str(exc).splitlines()[0]}; the file is damaged or not a "
-                                    "TIFF, copy it again") from None
+                raise TomotiffError(
+                    f"cannot read {path}: {str(exc).splitlines()[0]}; the file is damaged or not a TIFF, copy it again"
+                ) from None
         if caught:
             raise TomotiffError(f"{path} is damaged or truncated (tifffile: {caught[0]}); copy it again")
         return tifffile.TiffFile(path)
@@ -79,8 +86,9 @@ class TiffStackSource(TiffSource):
 
     def read_image(self, index: int) -> np.ndarray:
         if not 0 <= index < self.length:
-            raise TomotiffError(f"reference image -r {index} does not exist: {self.path} has {self.length} pages "
-                                f"(0..{self.length - 1})")
+            raise TomotiffError(
+                f"reference image -r {index} does not exist: {self.path} has {self.length} pages (0..{self.length - 1})"
+            )
         return np.array(self._page(index)[self._rows, self._cols])
 
     def _page(self, index: int) -> np.ndarray:
@@ -90,8 +98,10 @@ class TiffStackSource(TiffSource):
         except MemoryError:
             raise
         except Exception as exc:  # a damaged page makes tifffile and its codecs raise nearly anything
-            raise TomotiffError(f"cannot read page {index} of {self.path}: {str(exc).splitlines()[0]}; the file is "
-                                "damaged, copy it again") from None
+            raise TomotiffError(
+                f"cannot read page {index} of {self.path}: {str(exc).splitlines()[0]}; the file is "
+                "damaged, copy it again"
+            ) from None
 
     def describe(self) -> dict:
         return {"source": os.path.abspath(self.path), "input_pages": self.length, "crop": self.crop.margins}

@@ -57,7 +57,8 @@ class Window:
         if self.method == "explicit":
             how = "given"
         elif self.method.startswith("global"):
-            how = f"from all selected images{f' (one in {self.sample})' if (self.sample or 1) > 1 else ''}, -p {self.percent:g}"
+            sampled = f" (one in {self.sample})" if (self.sample or 1) > 1 else ""
+            how = f"from all selected images{sampled}, -p {self.percent:g}"
         else:
             how = f"from reference image {self.reference}, -p {self.percent:g}"
         if self.method.endswith("+explicit"):
@@ -100,13 +101,16 @@ def middle_image(candidates: np.ndarray) -> int:
     return int(candidates[len(candidates) // 2])
 
 
-def choose_window(source: "Source", candidates: np.ndarray, request: WindowRequest, progress: Progress = False) -> Window:
+def choose_window(
+    source: "Source", candidates: np.ndarray, request: WindowRequest, progress: Progress = False
+) -> Window:
     """The window ``request`` asks for, from the ``candidates`` images of ``source`` (ascending)."""
     if request.lo is not None and request.hi is not None:
         return Window(float(request.lo), float(request.hi), "explicit")
     if request.method == "global":
-        lo, hi = volume_percentiles(source, candidates[:: request.sample], request.percent, progress,
-                                    _described(candidates, request.sample))
+        lo, hi = volume_percentiles(
+            source, candidates[:: request.sample], request.percent, progress, _described(candidates, request.sample)
+        )
         window = Window(lo, hi, "global", None, request.percent, sample=request.sample)
     else:
         index = middle_image(candidates) if request.reference is None else request.reference
@@ -125,8 +129,9 @@ def reference_window(image: np.ndarray, index: int, percent: float) -> Window:
     return Window(lo, hi, "reference", index, percent)
 
 
-def volume_percentiles(source: "Source", images: np.ndarray, percent: float, progress: Progress = False,
-                       what: str | None = None) -> tuple[float, float]:
+def volume_percentiles(
+    source: "Source", images: np.ndarray, percent: float, progress: Progress = False, what: str | None = None
+) -> tuple[float, float]:
     """The exact ``percent`` and ``100 - percent`` percentiles of every finite pixel of ``images``
     (equal to ``np.percentile`` over them as float64), read through the engine's stream."""
     from tomotiff import engine
@@ -179,8 +184,12 @@ def with_explicit_sides(window: Window, lo: float | None, hi: float | None) -> W
     """A derived window with the side(s) the user gave explicitly replaced."""
     if lo is None and hi is None:
         return window
-    return replace(window, lo=window.lo if lo is None else float(lo), hi=window.hi if hi is None else float(hi),
-                   method=f"{window.method}+explicit")
+    return replace(
+        window,
+        lo=window.lo if lo is None else float(lo),
+        hi=window.hi if hi is None else float(hi),
+        method=f"{window.method}+explicit",
+    )
 
 
 def saturation_warning(image: np.ndarray, window: Window, index: int) -> str | None:
