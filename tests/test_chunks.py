@@ -104,6 +104,21 @@ def assert_reads_as_h5py(
         return source.read_path
 
 
+@pytest.fixture(autouse=True)
+def unfiltered_chunks_too(monkeypatch):
+    """Read unfiltered chunks here too (the commands leave them to h5py, which is faster for them),
+    so that every layout below tests this module's reading."""
+    monkeypatch.setattr(tomotiff.source, "READ_UNFILTERED_CHUNKS", True)
+
+
+def test_the_commands_leave_unfiltered_chunks_to_h5py(tmp_path, monkeypatch):
+    monkeypatch.setattr(tomotiff.source, "READ_UNFILTERED_CHUNKS", False)
+    path = write(tmp_path / "f.h5", volume((7, 19, 23), "float32"), (3, 8, 16))
+    assert assert_reads_as_h5py(path) == "h5py (unfiltered chunks, which h5py copies fastest)"
+    gzip = write(tmp_path / "g.h5", volume((7, 19, 23), "float32"), (3, 8, 16), compression="gzip")
+    assert assert_reads_as_h5py(gzip).startswith("chunks (deflate")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", FILTERS)
 def test_every_decoded_filter_reads_as_h5py(tmp_path, name, dtype):

@@ -15,7 +15,7 @@ pixels (the global window).
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -91,15 +91,27 @@ class _Turns:
 
 
 def run(
-    source: Source, images: ImageSet, outputs: Sequence[Output], workers: int = 1, progress: bool = False
+    source: Source,
+    images: ImageSet,
+    outputs: Sequence[Output],
+    workers: int = 1,
+    progress: bool = False,
+    inspect: Callable[[int, np.ndarray], bool] | None = None,
 ) -> list[list[dict]]:
     """Write every image of ``images`` to every output; return each output's manifest entries.
 
     An output whose conversion writes the pixels as read, unbinned, gets whole-image tiles
     without a copy. If any sink is ``ordered`` (a stack file), every sink receives the images
-    in index order.
+    in index order. ``inspect(first, tile)`` sees the first tile read of each block (images
+    first, first + 1, ...; the top rows) until it returns True: a check on data read anyway.
     """
     blocks = source.blocks(images.indices)
+    inspected = threading.Event()
+
+    def check(first: int, tile: np.ndarray) -> None:
+        if inspect is not None and not inspected.is_set() and inspect(first, tile):
+            inspected.set()
+
     step = int(np.lcm.reduce([output.binning for output in outputs]))
     turns = _Turns(any(output.sink.ordered for output in outputs))
     bar = progress_bar(len(images.indices), progress)
@@ -107,7 +119,7 @@ def run(
     def one_block(position: int) -> list[list[dict]]:
         first, last = blocks[position]
         try:
-            converted = _convert_block(source, first, last, outputs, step)
+            converted = _convert_block(source, first, last, outputs, step, check)
             turns.wait(position)
             entries = [
                 [_write(output.sink, images, first + k, out[k], source) for k in range(last - first)]
@@ -129,10 +141,15 @@ def run(
     return [_finish(output.sink, written) for output, written in zip(outputs, entries)]
 
 
-def _convert_block(source: Source, first: int, last: int, outputs: Sequence[Output], step: int) -> list[np.ndarray]:
-    """Read images first..last-1 once and fill each output's buffer (or pass the read tile on)."""
+def _convert_block(
+    source: Source, first: int, last: int, outputs: Sequence[Output], step: int, check: Callable
+) -> list[np.ndarray]:
+    """Read images first..last-1 once, ``check`` the top tile, and fill each output's buffer (or
+    pass the read tile on)."""
     converted: list[np.ndarray | None] = [None] * len(outputs)
     for rows, tile in source.read_tiles(first, last, step):
+        if (rows.start or 0) == 0:
+            check(first, tile)
         binned = {}
         for k, output in enumerate(outputs):
             factor = output.binning

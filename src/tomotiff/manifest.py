@@ -10,7 +10,6 @@ workflow alike; the workflow's shards write partial manifests that :func:`merge_
 
 import json
 import os
-from importlib.metadata import PackageNotFoundError, version
 
 from tomotiff import __version__
 from tomotiff.errors import TomotiffError
@@ -23,6 +22,8 @@ PER_SHARD = ("begin", "stop", "count", "images")  # the header keys that differ 
 
 def library_versions() -> dict[str, str]:
     """The versions of tomotiff and of the libraries that shape the output bytes, HDF5 included."""
+    from importlib.metadata import PackageNotFoundError, version  # 30 ms at import: only when a manifest is made
+
     import h5py
 
     found = {"tomotiff": __version__, "hdf5": h5py.version.hdf5_version}

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import replace
 
+import numpy as np
+
 from tomotiff import engine, manifest
 from tomotiff.binning import binned_shape
 from tomotiff.calibration import ValueCalibration
@@ -32,10 +34,11 @@ def run(request: Request, workers: int = 1, progress: bool = False, say: Say = p
             warn(note)
         plan = make_plan(request, source, warn)
         conversions = [conversion_of(source, plan, product, progress, say, warn) for product in request.products]
+        inspect = _window_check(plan, conversions, warn)
         return [
             written
             for group in plan.groups
-            for written in write_group(source, plan, group, conversions, workers, progress, say)
+            for written in write_group(source, plan, group, conversions, workers, progress, say, inspect)
         ]
 
 
@@ -45,18 +48,49 @@ def conversion_of(source: Source, plan: Plan, product: Product, progress: bool, 
         return keep_conversion(source.dtype, fp=product.bits == 32)
     if isinstance(product.window, Window):
         return Quantise(product.bits, product.window)
-    window = choose_window(source, plan.window_images, product.window, progress)
+    read: dict[int, np.ndarray] = {}
+    window = choose_window(source, plan.window_images, product.window, progress, read)
     say(window.describe())
-    checked = window.reference if window.reference is not None else int(plan.window_images[0])
-    image = source.read_image(checked)
-    message = saturation_warning(image, window, checked) or crowding_warning(image, window, product.bits, checked)
-    if message:
-        warn(message)
+    if window.reference is not None:  # checked on the reference image, read already
+        _warn_about(read[window.reference], window.reference, Quantise(product.bits, window), warn)
     return Quantise(product.bits, window)
 
 
+def _warn_about(image: np.ndarray, index: int, conversion: Quantise, warn: Say) -> None:
+    window = conversion.window
+    message = saturation_warning(image, window, index) or crowding_warning(image, window, conversion.bits, index)
+    if message:
+        warn(message)
+
+
+def _window_check(plan: Plan, conversions: list[Conversion], warn: Say):
+    """For windows not chosen from a reference image (given, or global): a check on the first
+    candidate image (a raw scan's first projection) the engine reads anyway, or None."""
+    unchecked = [c for c in conversions if isinstance(c, Quantise) and c.window.reference is None]
+    if not unchecked:
+        return None
+    candidates = set(plan.window_images.tolist())
+
+    def inspect(first: int, tile: np.ndarray) -> bool:
+        found = next((k for k in range(len(tile)) if first + k in candidates), None)
+        if found is None:
+            return False
+        for conversion in unchecked:
+            _warn_about(tile[found], first + found, conversion, warn)
+        return True
+
+    return inspect
+
+
 def write_group(
-    source: Source, plan: Plan, group: Group, conversions: list[Conversion], workers: int, progress: bool, say: Say
+    source: Source,
+    plan: Plan,
+    group: Group,
+    conversions: list[Conversion],
+    workers: int,
+    progress: bool,
+    say: Say,
+    inspect=None,
 ) -> list[dict]:
     """Read the group's images once, write each target's images and manifest; return the manifests."""
     request, images = plan.request, group.images
@@ -89,7 +123,7 @@ def write_group(
                     f"{_counted(workers, 'worker')}; read: {source.read_path}"
                 )
         try:
-            entries = engine.run(source, images, outputs, workers, progress)
+            entries = engine.run(source, images, outputs, workers, progress, inspect)
         except BaseException:
             for output in outputs:
                 output.sink.abort()

@@ -102,9 +102,14 @@ def middle_image(candidates: np.ndarray) -> int:
 
 
 def choose_window(
-    source: "Source", candidates: np.ndarray, request: WindowRequest, progress: Progress = False
+    source: "Source",
+    candidates: np.ndarray,
+    request: WindowRequest,
+    progress: Progress = False,
+    read: dict | None = None,
 ) -> Window:
-    """The window ``request`` asks for, from the ``candidates`` images of ``source`` (ascending)."""
+    """The window ``request`` asks for, from the ``candidates`` images of ``source`` (ascending);
+    ``read`` (if given) receives the reference image read, by index, for checks that need it."""
     if request.lo is not None and request.hi is not None:
         return Window(float(request.lo), float(request.hi), "explicit")
     if request.method == "global":
@@ -114,7 +119,10 @@ def choose_window(
         window = Window(lo, hi, "global", None, request.percent, sample=request.sample)
     else:
         index = middle_image(candidates) if request.reference is None else request.reference
-        window = reference_window(source.read_image(index), index, request.percent)
+        image = source.read_image(index)
+        if read is not None:
+            read[index] = image
+        window = reference_window(image, index, request.percent)
     return with_explicit_sides(window, request.lo, request.hi)
 
 
