@@ -31,7 +31,7 @@ def run(snakemake, job: Callable) -> None:
         try:
             job(jobs, say)
         except TomotiffError as exc:
-            message = f"scan {scan}: {exc}"
+            message = f"scan {scan}: {jobs.in_config_terms(str(exc))}"
             say(message)
             print(message, file=sys.stderr, flush=True)
             sys.exit(1)

@@ -106,3 +106,16 @@ def test_merge_refuses_shards_that_do_not_tile_the_range(tmp_path):
             {"id": "7", "depth": "u8", "keys": "all", "range": [0, 6]}, [first, second], str(tmp_path / "m.json"), print
         )
     assert not (tmp_path / "m.json").exists()
+
+
+def test_messages_name_the_config_keys_not_the_commands_options():
+    said = "dataset '/x' not found in a.nxs; image datasets there: /entry/data (9, 4, 5) uint16; choose one with -d"
+    assert jobs.in_config_terms(said).endswith("choose one with dataset")
+    assert jobs.in_config_terms("give its path with --image-key-path, or drop --keys/--split-keys") == (
+        "give its path with image_key_path, or drop keys/split_keys"
+    )
+    assert (
+        jobs.in_config_terms("-s/--stop 9 is out of range; -p/--percent 60")
+        == "stop 9 is out of range; window: percent 60"
+    )
+    assert jobs.in_config_terms("see file-d or --deep") == "see file-d or --deep"  # whole options only

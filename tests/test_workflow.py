@@ -605,6 +605,7 @@ def test_6_bad_inputs_fail_naming_the_scan_and_the_others_finish(tmp_path):
     assert done.returncode != 0
     assert "scan nofile: input file not found: missing/nofile.nxs" in output
     assert "scan nodset: dataset '/entry/nothing' not found in resources/demo/savu/good.nxs" in output
+    assert "choose one with dataset" in output and "choose one with -d" not in output  # the config's key
     assert "scan notiffs: input directory not found: missing-dir" in output
     assert "scan nodset: dataset '/entry/nothing' not found" in (workdir / "logs/nodset/window-u8.log").read_text()
     for depth in ("u8", "f32"):

@@ -6,6 +6,7 @@ tested without Snakemake.
 
 import json
 import os
+import re
 from collections.abc import Callable
 
 from tomotiff import __version__, pipeline, synthetic
@@ -22,6 +23,32 @@ from tomotiff.window import Window, WindowRequest, middle_image
 
 Say = Callable[[str], object]
 BITS = {"u8": 8, "u16": 16, "f32": 32}  # the workflow's depth names
+
+
+# The commands' options that messages name, and the batch config's keys a workflow user sets instead
+CONFIG_KEYS = {
+    "-d": "dataset",
+    "-i/--axis": "axis",
+    "-b/--begin": "begin",
+    "-s/--stop": "stop",
+    "-r": "window: reference",
+    "-p/--percent": "window: percent",
+    "--image-key-path": "image_key_path",
+    "--keys/--split-keys": "keys/split_keys",
+    "--split-keys": "split_keys",
+    "--keys": "keys",
+    "--crop": "crop",
+    "--lo/--hi": "window: lo/hi",
+    "--pixel-size": "pixel_size",
+}
+_OPTION = re.compile(
+    r"(?<![\w-])(" + "|".join(re.escape(o) for o in sorted(CONFIG_KEYS, key=len, reverse=True)) + r")(?![\w-])"
+)
+
+
+def in_config_terms(message: str) -> str:
+    """A library message as a workflow user reads it: the options it names as the config keys."""
+    return _OPTION.sub(lambda found: CONFIG_KEYS[found.group(1)], message)
 
 
 def read_json(path: str) -> dict:
