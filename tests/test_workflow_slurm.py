@@ -203,8 +203,8 @@ def test_demo_batch_runs_through_slurm_grouped_and_identical_to_local(cluster, s
     log = run_on_slurm(slurm_snakemake, cluster, workdir, slurm_env)
     submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
     assert submitted, log[-3000:]
-    shard_jobs = job_ids_in_logs(workdir, "*/u*/*.log") | job_ids_in_logs(workdir, "*/f32/*.log")
-    kind_jobs = job_ids_in_logs(workdir, "23912-kinds/u8/*/*.log")  # projections, flats, darks
+    shard_jobs = job_ids_in_logs(workdir, "*/shards/*.log")  # a shard writes every bit depth
+    kind_jobs = job_ids_in_logs(workdir, "23912-kinds/shards/*/*.log")  # projections, flats, darks
     stats_jobs = job_ids_in_logs(workdir, "*/stats.log")
     assert shard_jobs and stats_jobs and len(kind_jobs) == 6, kind_jobs
     for job, slurm_id in {**shard_jobs, **kind_jobs, **stats_jobs}.items():
