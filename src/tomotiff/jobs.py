@@ -4,7 +4,6 @@ and nothing else, so every job runs the library exactly as the commands do, and 
 tested without Snakemake.
 """
 
-import json
 import os
 import re
 from collections.abc import Callable
@@ -12,8 +11,7 @@ from collections.abc import Callable
 from tomotiff import __version__, pipeline, synthetic
 from tomotiff.batch import shard_destination, source_request
 from tomotiff.calibration import parse_pixel_size
-from tomotiff.errors import TomotiffError
-from tomotiff.manifest import merge_shards, write_json, write_manifest
+from tomotiff.manifest import merge_shards, read_json, write_json, write_manifest
 from tomotiff.pattern import DEFAULT_PATTERN
 from tomotiff.plan import Destination, Layout, Product, Request, make_plan
 from tomotiff.report import FIGURES, workflow_scan, write_scan_files
@@ -49,15 +47,6 @@ _OPTION = re.compile(
 def in_config_terms(message: str) -> str:
     """A library message as a workflow user reads it: the options it names as the config keys."""
     return _OPTION.sub(lambda found: CONFIG_KEYS[found.group(1)], message)
-
-
-def read_json(path: str) -> dict:
-    """A JSON file an earlier job of the workflow wrote (a window, a shard's manifest)."""
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise TomotiffError(f"cannot read {path}: {exc}; delete it and run again") from None
 
 
 def _request(spec: dict, products: tuple[Product, ...], destination: Destination, **choices) -> Request:

@@ -47,6 +47,15 @@ def write_json(path: str, content: dict) -> None:
     write_atomically(path, lambda handle: handle.write(text.encode()))
 
 
+def read_json(path: str) -> dict:
+    """A JSON file tomotiff wrote (a window, a shard's record, stats.json), or a one-line error."""
+    try:
+        with open(path) as handle:
+            return json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise TomotiffError(f"cannot read {path}: {exc}; delete it and run again") from None
+
+
 def write_manifest(path: str, header: dict, images: list[dict]) -> None:
     """``header`` says how the images were made; ``images`` lists them in index order."""
     write_json(path, {**header, "images": sorted(images, key=lambda entry: entry["index"])})

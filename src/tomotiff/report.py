@@ -35,7 +35,7 @@ from tomotiff import __version__
 from tomotiff.batch import DEPTHS, KINDS
 from tomotiff.errors import TomotiffError
 from tomotiff.files import write_atomically
-from tomotiff.manifest import MANIFEST_NAME, read_manifest, verify
+from tomotiff.manifest import MANIFEST_NAME, read_json, read_manifest, verify
 from tomotiff.quantisation import dequantise
 from tomotiff.window import Window, finite_pixels
 
@@ -107,7 +107,7 @@ def _output_paths(directory: str) -> list[str]:
 
 def _scan(name: str, directory: str) -> Scan:
     stats_path = os.path.join(directory, STATS_NAME)
-    stats = _read_json(stats_path) if os.path.isfile(stats_path) else None
+    stats = read_json(stats_path) if os.path.isfile(stats_path) else None
     outputs = tuple(
         Output(place, os.path.normpath(os.path.join(directory, place))) for place in _output_paths(directory)
     )
@@ -120,15 +120,7 @@ def workflow_scan(name: str, stats_path: str, manifest_paths: list[str]) -> Scan
     outputs = tuple(
         Output(os.path.relpath(os.path.dirname(path), root), os.path.dirname(path)) for path in manifest_paths
     )
-    return Scan(name, _read_json(stats_path), outputs)
-
-
-def _read_json(path: str) -> dict:
-    try:
-        with open(path) as handle:
-            return json.load(handle)
-    except (OSError, ValueError) as exc:
-        raise TomotiffError(f"cannot read {path}: {exc}") from None
+    return Scan(name, read_json(stats_path), outputs)
 
 
 # --- reading what was written --------------------------------------------------------------

@@ -419,6 +419,12 @@ class TiffSource(_Closing):
 
     chunk_depth = 1
     read_path = "tifffile, a page at a time"
+    full_shape: tuple[int, int]  # rows, columns before cropping
+    dtype: np.dtype
+
+    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
+        image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
+        return _blocks_of(indices, 1, max(1, TILE_BYTES // image_bytes))
 
     def release(self, first: int, last: int) -> None:
         pass
@@ -527,10 +533,6 @@ class TiffDirSource(TiffSource):
         with _reading(path) as tif:
             page, shape = _image_page(tif, path)
             return page.dtype.newbyteorder("="), shape
-
-    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
-        image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
-        return _blocks_of(indices, 1, max(1, TILE_BYTES // image_bytes))
 
     def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
         buffer = scratch("read", (last - first, *self.full_shape), self.dtype)

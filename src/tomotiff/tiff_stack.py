@@ -13,7 +13,7 @@ from tomotiff.buffers import scratch
 from tomotiff.errors import TomotiffError
 from tomotiff.files import check_input_file
 from tomotiff.selection import Crop
-from tomotiff.source import _TIFFFILE_WARNINGS, TILE_BYTES, TiffSource, _blocks_of
+from tomotiff.source import _TIFFFILE_WARNINGS, TiffSource
 
 
 class TiffStackSource(TiffSource):
@@ -73,10 +73,6 @@ class TiffStackSource(TiffSource):
         if caught:
             raise TomotiffError(f"{path} is damaged or truncated (tifffile: {caught[0]}); copy it again")
         return tifffile.TiffFile(path)
-
-    def blocks(self, indices: np.ndarray) -> list[tuple[int, int]]:
-        image_bytes = self.full_shape[0] * self.full_shape[1] * self.dtype.itemsize
-        return _blocks_of(indices, 1, max(1, TILE_BYTES // image_bytes))
 
     def read_tiles(self, first: int, last: int, row_multiple: int = 1) -> Iterator[tuple[slice, np.ndarray]]:
         buffer = scratch("read", (last - first, *self.full_shape), self.dtype)
