@@ -6,8 +6,8 @@ run(
     snakemake,
     lambda jobs, say: jobs.demo(
         snakemake.params.kind,
-        snakemake.wildcards.name,  # noqa: F821
+        snakemake.wildcards.name,
         snakemake.output[0],
         say,
     ),
-)  # noqa: F821
+)

@@ -6,8 +6,8 @@ run(
     snakemake,
     lambda jobs, say: jobs.merge(
         snakemake.params.spec,
-        list(snakemake.input),  # noqa: F821
+        list(snakemake.input),
         snakemake.output[0],
         say,
     ),
-)  # noqa: F821
+)

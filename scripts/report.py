@@ -6,9 +6,9 @@ run(
     snakemake,
     lambda jobs, say: jobs.report(
         snakemake.params.spec,
-        snakemake.input.stats,  # noqa: F821
+        snakemake.input.stats,
         list(snakemake.input.manifests),
-        dict(snakemake.output.items()),  # noqa: F821
+        dict(snakemake.output.items()),
         say,
     ),
 )

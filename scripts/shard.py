@@ -6,9 +6,9 @@ run(
     snakemake,
     lambda jobs, say: jobs.shard(
         snakemake.params.spec,
-        list(snakemake.input.windows),  # noqa: F821
+        list(snakemake.input.windows),
         snakemake.output[0],
         snakemake.threads,
         say,
     ),
-)  # noqa: F821
+)

@@ -6,8 +6,8 @@ run(
     snakemake,
     lambda jobs, say: jobs.stats(
         snakemake.params.spec,
-        list(snakemake.input.windows),  # noqa: F821
+        list(snakemake.input.windows),
         snakemake.output[0],
         say,
     ),
-)  # noqa: F821
+)

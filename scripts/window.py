@@ -2,4 +2,4 @@
 
 from tomotiff_job import run
 
-run(snakemake, lambda jobs, say: jobs.window(snakemake.params.spec, snakemake.output[0], say))  # noqa: F821
+run(snakemake, lambda jobs, say: jobs.window(snakemake.params.spec, snakemake.output[0], say))
