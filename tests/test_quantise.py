@@ -222,6 +222,43 @@ def test_large_image_crosses_internal_blocks(path):
     assert_quantised(quantise(x, -4, 4, 8), x, -4, 4, 8)
 
 
+CLIPPING_CASES = [
+    ("float32", (1100, 1000)),  # crosses the compiled loop's tally blocks and the numpy blocks
+    ("float64", (300, 200)),
+    ("float16", (50, 60)),
+    ("uint16", (300, 200)),
+    (">u2", (30, 20)),  # byte-swapped: a table lookup
+    ("int16", (300, 200)),
+    ("uint8", (30, 20)),
+    ("int32", (30, 20)),
+    ("bool", (30, 20)),
+]
+
+
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("dtype, shape", CLIPPING_CASES)
+def test_clipping_tallies_equal_numpy_counts(dtype, shape, bits, path):
+    """The counts quantise adds (pixels at 0, at the top level, NaN) are numpy's counts of the
+    output and input, for every kind of input, in every code path, over strided views too."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(100, 60, shape)
+    if np.dtype(dtype).kind == "f":
+        x[rng.random(shape) < 0.01] = np.nan
+        x[rng.random(shape) < 0.01] = np.inf
+    x, (lo, hi) = (x.astype(dtype), (40.0, 170.0)) if dtype != "bool" else (x > 100, (0.2, 0.8))
+    for image in (x, x[::2, 1:]):
+        counts = np.full(3, 5, np.int64)  # added to, not overwritten
+        q = quantise(image, lo, hi, bits, counts=counts)
+        nan = np.count_nonzero(np.isnan(image)) if image.dtype.kind == "f" else 0
+        assert counts.tolist() == [5 + np.count_nonzero(q == 0), 5 + np.count_nonzero(q == 2**bits - 1), 5 + nan]
+        assert counts[0] > 5 and counts[1] > 5
+
+
+def test_clipping_tallies_must_be_three_int64():
+    with pytest.raises(ValueError, match="int64 array of 3"):
+        quantise(np.zeros(4), 0, 1, 8, counts=np.zeros(3, np.int32))
+
+
 @pytest.mark.parametrize("lo, hi", [(1.0, 1.0), (2.0, 1.0), (0.0, float("nan")), (float("-inf"), 1.0), (-1e308, 1e308)])
 def test_bad_windows_are_user_errors(lo, hi):
     with pytest.raises(TomotiffError):

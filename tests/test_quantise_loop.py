@@ -34,19 +34,25 @@ def numpy_only():
         quantisation._quantise_loop = compiled
 
 
-def both_ways(image: np.ndarray, lo: float, hi: float, bits: int) -> tuple[np.ndarray, np.ndarray]:
+def both_ways(image: np.ndarray, lo: float, hi: float, bits: int, counts=(None, None)) -> tuple[np.ndarray, ...]:
     assert quantisation._compiled_loop_applies(image.dtype)
-    fast = quantise(image, lo, hi, bits)
+    fast = quantise(image, lo, hi, bits, counts=counts[0])
     with numpy_only():
         assert not quantisation._compiled_loop_applies(image.dtype)
-        reference = quantise(image, lo, hi, bits)
+        reference = quantise(image, lo, hi, bits, counts=counts[1])
     return fast, reference
 
 
 def assert_both_ways(image: np.ndarray, lo: float, hi: float, bits: int) -> np.ndarray:
-    fast, reference = both_ways(image, lo, hi, bits)
+    """The same pixels both ways, equal to the formula, and the same clipping tallies both ways,
+    equal to numpy's counts of the pixels written as 0 and as the top level and of NaN pixels."""
+    counts = np.zeros(3, np.int64), np.zeros(3, np.int64)
+    fast, reference = both_ways(image, lo, hi, bits, counts)
     np.testing.assert_array_equal(fast, reference)
     assert_quantised(fast, image, lo, hi, bits)
+    nan = np.count_nonzero(np.isnan(image)) if image.dtype.kind == "f" else 0
+    expected = [np.count_nonzero(fast == 0), np.count_nonzero(fast == 2**bits - 1), nan]
+    assert counts[0].tolist() == expected and counts[1].tolist() == expected
     return fast
 
 
@@ -101,9 +107,9 @@ def test_uint16_windows_take_the_kernel_their_check_allows():
     assert right(100.0, 60000.0, 8) and right(0.0, 65535.0, 16)
     assert not right(0.0, 30000.0, 8) and not right(100.0, 60000.0, 16)
     kernel, args = quantisation._compiled_kernel(np.dtype(np.uint16), 100.0, 60000.0, 8)
-    assert kernel is compiled.float32 and len(args) == 4  # no limit: no check
+    assert kernel is compiled.float32 and args[-1] == -1.0  # limit -1: no check
     kernel, args = quantisation._compiled_kernel(np.dtype(np.uint16), 0.0, 30000.0, 8)
-    assert kernel is compiled.float32 and len(args) == 5
+    assert kernel is compiled.float32 and 0 < args[-1] < 0.5
     kernel, args = quantisation._compiled_kernel(np.dtype(np.uint16), 100.0, 60000.0, 16)
     assert kernel is compiled.exact
     assert quantise(np.array([5000], np.uint16), 0, 30000, 8).tolist() == [42]
@@ -209,6 +215,13 @@ def test_the_loop_checks_its_arguments():
         compiled.lookup(counts.view(np.int16), target, table)
     with pytest.raises(ValueError, match="differ in size"):
         compiled.lookup(counts, np.zeros(3, np.uint8), table)
+    for tallies in (np.zeros(3, np.int32), np.zeros(4, np.int64), np.zeros(3, np.float64)):
+        with pytest.raises(TypeError, match="int64 array of 3"):
+            compiled.exact(image, target, 0.0, 1.0, tallies)
+    with pytest.raises(TypeError, match="bytes-like"):
+        compiled.exact(image, target, 0.0, 1.0, [0, 0, 0])
+    with pytest.raises(TypeError, match="int64 array of 3"):
+        compiled.lookup(counts, target, table, np.zeros(2, np.int64))
 
 
 def test_version_says_which_loop_quantises():

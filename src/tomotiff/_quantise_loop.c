@@ -87,7 +87,8 @@ static inline float scaled(float x, float offset, float scale, float top) {
 }
 
 #define DEFINE_EXACT(NAME, IN_T, OUT_T)                                                             \
-    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const Window *w) { \
+    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const void *context) { \
+        const Window *w = context;                                                                  \
         const IN_T *x = source;                                                                     \
         OUT_T *q = target;                                                                          \
         const double lo = w->lo, hi = w->hi, width = w->width, top = w->top;                        \
@@ -97,7 +98,8 @@ static inline float scaled(float x, float offset, float scale, float top) {
 
 /* float32 without the tie check: only where every input value has been checked (uint16). */
 #define DEFINE_UNCHECKED(NAME, IN_T, OUT_T)                                                         \
-    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const Window *w) { \
+    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const void *context) { \
+        const Window *w = context;                                                                  \
         const IN_T *x = source;                                                                     \
         OUT_T *q = target;                                                                          \
         const float offset = w->offset, scale = w->scale, top = (float)w->top;                      \
@@ -112,7 +114,8 @@ static inline float scaled(float x, float offset, float scale, float top) {
  * loop, which is vectorised too. The largest |t - q| of a chunk is kept as its bits (for
  * floats >= 0 they order as the values do): an integer maximum costs the loop least. */
 #define DEFINE_CHECKED(NAME, IN_T)                                                                  \
-    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const Window *w) { \
+    SIMD_CLONES static void NAME(const void *source, void *target, Py_ssize_t n, const void *context) { \
+        const Window *w = context;                                                                  \
         const float offset = w->offset, scale = w->scale, top = (float)w->top;                      \
         uint32_t limit;                                                                             \
         memcpy(&limit, &w->limit, sizeof limit);                                                    \
@@ -147,9 +150,76 @@ DEFINE_CHECKED(uint16_to_uint8_checked, uint16_t)
 DEFINE_UNCHECKED(uint16_to_uint8_unchecked, uint16_t, uint8_t)
 DEFINE_UNCHECKED(uint16_to_uint16_unchecked, uint16_t, uint16_t)
 
-typedef void (*kernel)(const void *, void *, Py_ssize_t, const Window *);
+/* The clipping tallies, counted in the same pass: after each block of TALLY pixels is
+ * quantised, while it is still in the first-level cache, its grey levels at 0 and at the top
+ * and (float32 input) its NaN pixels are counted. Kept apart from the kernels so their loops,
+ * and the values they write, stay exactly as they are. */
+#define TALLY 8192
+
+#define DEFINE_TALLY_LEVELS(NAME, OUT_T, TOP)                                                   \
+    SIMD_CLONES static void NAME(const void *target, Py_ssize_t n, int64_t *counts) {          \
+        const OUT_T *q = target;                                                                \
+        uint32_t zeros = 0, tops = 0; /* n <= TALLY */                                          \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                    \
+            zeros += q[i] == 0;                                                                 \
+            tops += q[i] == (TOP);                                                              \
+        }                                                                                       \
+        counts[0] += zeros;                                                                     \
+        counts[1] += tops;                                                                      \
+    }
+
+DEFINE_TALLY_LEVELS(tally_uint8, uint8_t, 255)
+DEFINE_TALLY_LEVELS(tally_uint16, uint16_t, 65535)
+
+SIMD_CLONES static void tally_nan(const void *source, Py_ssize_t n, int64_t *counts) {
+    const float *x = source;
+    uint32_t nans = 0; /* n <= TALLY */
+    for (Py_ssize_t i = 0; i < n; i++) nans += x[i] != x[i];
+    counts[2] += nans;
+}
+
+/* One pass of a kernel or a lookup over n pixels; context: its Window or its table. */
+typedef void (*pass)(const void *source, void *target, Py_ssize_t n, const void *context);
+
 typedef struct {
-    kernel exact, checked, unchecked; /* NULL: none for this pair of types */
+    int64_t *counts; /* pixels at 0, at the top grey level, NaN; NULL: not counted */
+    Py_ssize_t in_size, out_size;
+    int float_input;
+} Tally;
+
+/* Run ``run`` over n pixels, in blocks of TALLY pixels each tallied straight after when counting. */
+static void run_tallied(pass run, const void *source, void *target, Py_ssize_t n, const void *context,
+                        const Tally *tally) {
+    if (tally->counts == NULL) {
+        run(source, target, n, context);
+        return;
+    }
+    for (Py_ssize_t start = 0; start < n; start += TALLY) {
+        const char *src = (const char *)source + start * tally->in_size;
+        char *dst = (char *)target + start * tally->out_size;
+        const Py_ssize_t length = n - start < TALLY ? n - start : TALLY;
+        run(src, dst, length, context);
+        (tally->out_size == 1 ? tally_uint8 : tally_uint16)(dst, length, tally->counts);
+        if (tally->float_input) tally_nan(src, length, tally->counts);
+    }
+}
+
+/* The optional counts argument: a writable buffer of three int64 (numpy's int64 array of 3). */
+static int get_counts(PyObject *object, Py_buffer *view) {
+    if (object == Py_None) return 0;
+    if (PyObject_GetBuffer(object, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) return -1;
+    const char *format = view->format ? view->format : "B";
+    const char code = format[strlen(format) - 1];
+    if (view->itemsize != 8 || (code != 'l' && code != 'q') || view->len != 3 * 8) {
+        PyBuffer_Release(view);
+        PyErr_SetString(PyExc_TypeError, "counts must be a writable int64 array of 3");
+        return -1;
+    }
+    return 1;
+}
+
+typedef struct {
+    pass exact, checked, unchecked; /* NULL: none for this pair of types */
     double top;                       /* the output type's largest value */
 } Kernels;
 
@@ -173,20 +243,19 @@ static const Kernels *choose_kernels(const char *in, const char *out) {
 
 enum mode { EXACT, CHECKED, UNCHECKED };
 
-/* Check the buffers, then run the kernel of that mode. */
-static PyObject *run_kernel(PyObject *source, PyObject *target, Window *window, enum mode mode) {
-    Py_buffer in, out;
-    if (PyObject_GetBuffer(source, &in, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(target, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&in);
-        return NULL;
-    }
+/* Check the buffers, then run the kernel of that mode (tallying into counts unless it is None). */
+static PyObject *run_kernel(PyObject *source, PyObject *target, PyObject *counts, Window *window, enum mode mode) {
+    Py_buffer in, out, tallies;
+    const int counting = get_counts(counts, &tallies);
+    if (counting < 0) return NULL;
+    if (PyObject_GetBuffer(source, &in, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto no_source;
+    if (PyObject_GetBuffer(target, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto no_target;
     PyObject *result = NULL;
     const Kernels *kernels = choose_kernels(in.format, out.format); /* only formats whose itemsize is not 0 */
-    kernel run = kernels == NULL ? NULL
-                 : mode == EXACT ? kernels->exact
-                 : mode == CHECKED ? kernels->checked
-                                   : kernels->unchecked;
+    pass run = kernels == NULL ? NULL
+               : mode == EXACT ? kernels->exact
+               : mode == CHECKED ? kernels->checked
+                                 : kernels->unchecked;
     if (kernels == NULL) {
         PyErr_Format(PyExc_TypeError, "no loop from format %s to %s (float32 or uint16 to uint8 or uint16)",
                      in.format ? in.format : "B", out.format ? out.format : "B");
@@ -199,42 +268,49 @@ static PyObject *run_kernel(PyObject *source, PyObject *target, Window *window, 
         Py_ssize_t n = in.len / in.itemsize;
         window->width = window->hi - window->lo;
         window->top = kernels->top;
+        const Tally tally = {counting ? tallies.buf : NULL, in.itemsize, out.itemsize, in.format && strcmp(in.format, "f") == 0};
         Py_BEGIN_ALLOW_THREADS
-        run(in.buf, out.buf, n, window);
+        run_tallied(run, in.buf, out.buf, n, window, &tally);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
-    PyBuffer_Release(&in);
     PyBuffer_Release(&out);
+    PyBuffer_Release(&in);
+    if (counting) PyBuffer_Release(&tallies);
     return result;
+no_target:
+    PyBuffer_Release(&in);
+no_source:
+    if (counting) PyBuffer_Release(&tallies);
+    return NULL;
 }
 
 static PyObject *exact(PyObject *module, PyObject *args) {
-    PyObject *source, *target;
+    PyObject *source, *target, *counts = Py_None;
     Window window = {0};
-    if (!PyArg_ParseTuple(args, "OOdd:exact", &source, &target, &window.lo, &window.hi)) return NULL;
-    return run_kernel(source, target, &window, EXACT);
+    if (!PyArg_ParseTuple(args, "OOdd|O:exact", &source, &target, &window.lo, &window.hi, &counts)) return NULL;
+    return run_kernel(source, target, counts, &window, EXACT);
 }
 
 static PyObject *float32(PyObject *module, PyObject *args) {
-    PyObject *source, *target;
+    PyObject *source, *target, *counts = Py_None;
     Window window = {0};
     window.limit = -1.0f; /* none given (or a negative one): no tie check */
-    if (!PyArg_ParseTuple(args, "OOddff|f:float32", &source, &target, &window.lo, &window.hi, &window.offset,
-                          &window.scale, &window.limit))
+    if (!PyArg_ParseTuple(args, "OOddff|fO:float32", &source, &target, &window.lo, &window.hi, &window.offset,
+                          &window.scale, &window.limit, &counts))
         return NULL;
-    return run_kernel(source, target, &window, window.limit < 0.0f ? UNCHECKED : CHECKED);
+    return run_kernel(source, target, counts, &window, window.limit < 0.0f ? UNCHECKED : CHECKED);
 }
 
 /* lookup(): q = table[x] for 8- and 16-bit integers (quantisation.py makes the table with
  * the formula for every value, and passes the pixels' bytes as unsigned numbers), twice as
  * fast as numpy's take, which first widens every index to 64 bits. */
-#define DEFINE_LOOKUP(NAME, IN_T, OUT_T)                                                    \
-    static void NAME(const void *source, void *target, Py_ssize_t n, const void *table) {  \
-        const IN_T *x = source;                                                             \
-        OUT_T *q = target;                                                                  \
-        const OUT_T *levels = table;                                                        \
-        for (Py_ssize_t i = 0; i < n; i++) q[i] = levels[x[i]];                             \
+#define DEFINE_LOOKUP(NAME, IN_T, OUT_T)                                                         \
+    static void NAME(const void *source, void *target, Py_ssize_t n, const void *table) {       \
+        const IN_T *x = source;                                                                  \
+        OUT_T *q = target;                                                                       \
+        const OUT_T *levels = table;                                                             \
+        for (Py_ssize_t i = 0; i < n; i++) q[i] = levels[x[i]];                                  \
     }
 
 DEFINE_LOOKUP(lookup_uint8_to_uint8, uint8_t, uint8_t)
@@ -243,29 +319,23 @@ DEFINE_LOOKUP(lookup_uint16_to_uint8, uint16_t, uint8_t)
 DEFINE_LOOKUP(lookup_uint16_to_uint16, uint16_t, uint16_t)
 
 static PyObject *lookup(PyObject *module, PyObject *args) {
-    PyObject *source, *target, *table;
-    if (!PyArg_ParseTuple(args, "OOO:lookup", &source, &target, &table)) return NULL;
-    Py_buffer in, out, levels;
-    if (PyObject_GetBuffer(source, &in, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
-    if (PyObject_GetBuffer(target, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&in);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(table, &levels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyBuffer_Release(&in);
-        PyBuffer_Release(&out);
-        return NULL;
-    }
+    PyObject *source, *target, *table, *counts = Py_None;
+    if (!PyArg_ParseTuple(args, "OOO|O:lookup", &source, &target, &table, &counts)) return NULL;
+    Py_buffer in, out, levels, tallies;
+    const int counting = get_counts(counts, &tallies);
+    if (counting < 0) return NULL;
+    if (PyObject_GetBuffer(source, &in, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto no_source;
+    if (PyObject_GetBuffer(target, &out, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) goto no_target;
+    if (PyObject_GetBuffer(table, &levels, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) goto no_table;
     const char *in_format = in.format ? in.format : "B", *out_format = out.format ? out.format : "B";
     const char *table_format = levels.format ? levels.format : "B";
     int in_uint8 = strcmp(in_format, "B") == 0, in_uint16 = strcmp(in_format, "H") == 0;
     int out_uint8 = strcmp(out_format, "B") == 0, out_uint16 = strcmp(out_format, "H") == 0;
-    void (*run)(const void *, void *, Py_ssize_t, const void *) =
-        in_uint8 && out_uint8    ? lookup_uint8_to_uint8
-        : in_uint8 && out_uint16 ? lookup_uint8_to_uint16
-        : in_uint16 && out_uint8 ? lookup_uint16_to_uint8
-        : in_uint16 && out_uint16 ? lookup_uint16_to_uint16
-                                  : NULL;
+    pass run = in_uint8 && out_uint8     ? lookup_uint8_to_uint8
+               : in_uint8 && out_uint16  ? lookup_uint8_to_uint16
+               : in_uint16 && out_uint8  ? lookup_uint16_to_uint8
+               : in_uint16 && out_uint16 ? lookup_uint16_to_uint16
+                                         : NULL;
     PyObject *result = NULL;
     if (run == NULL) {
         PyErr_Format(PyExc_TypeError, "no lookup from format %s to %s (uint8 or uint16 to uint8 or uint16)", in_format,
@@ -276,28 +346,38 @@ static PyObject *lookup(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "source and target differ in size");
     } else {
         Py_ssize_t n = in.len / in.itemsize;
+        const Tally tally = {counting ? tallies.buf : NULL, in.itemsize, out.itemsize, 0};
         Py_BEGIN_ALLOW_THREADS
-        run(in.buf, out.buf, n, levels.buf);
+        run_tallied(run, in.buf, out.buf, n, levels.buf, &tally);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
-    PyBuffer_Release(&in);
-    PyBuffer_Release(&out);
     PyBuffer_Release(&levels);
+    PyBuffer_Release(&out);
+    PyBuffer_Release(&in);
+    if (counting) PyBuffer_Release(&tallies);
     return result;
+no_table:
+    PyBuffer_Release(&out);
+no_target:
+    PyBuffer_Release(&in);
+no_source:
+    if (counting) PyBuffer_Release(&tallies);
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"exact", exact, METH_VARARGS,
-     "exact(source, target, lo, hi): target = the formula on source, in double (see the module comment); "
-     "both C-contiguous, float32 or uint16 in, uint8 or uint16 out."},
+     "exact(source, target, lo, hi[, counts]): target = the formula on source, in double (see the module "
+     "comment); both C-contiguous, float32 or uint16 in, uint8 or uint16 out. counts (an int64 array of 3, or "
+     "None) has the pixels written as 0, as the top grey level, and NaN pixels added to it."},
     {"float32", float32, METH_VARARGS,
-     "float32(source, target, lo, hi, offset, scale[, limit]): the same, in float32. With limit (uint8 out), "
-     "every pixel whose |t - rint(t)| >= limit is computed again by exact(); without (uint16 in), none is: "
-     "for windows where the caller has checked every input value."},
+     "float32(source, target, lo, hi, offset, scale[, limit[, counts]]): the same, in float32. With a limit "
+     ">= 0 (uint8 out), every pixel whose |t - rint(t)| >= limit is computed again by exact(); with none or -1 "
+     "(uint16 in), none is: for windows where the caller has checked every input value. counts as exact()'s."},
     {"lookup", lookup, METH_VARARGS,
-     "lookup(source, target, table): target = table[source]; uint8 or uint16 in, uint8 or uint16 out, "
-     "the table of the target's type with an entry for every source value."},
+     "lookup(source, target, table[, counts]): target = table[source]; uint8 or uint16 in, uint8 or uint16 "
+     "out, the table of the target's type with an entry for every source value. counts as exact()'s."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -114,7 +114,14 @@ def float32_error_bound(lo: float, hi: float, bits: int) -> float:
     return 3.001 * 2**-24 * top + 1.001 * top / (hi - lo) * offset_error + 2**-50 * top + 2**-149
 
 
-def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray | None = None) -> np.ndarray:
+def quantise(
+    image: np.ndarray,
+    lo: float,
+    hi: float,
+    bits: int,
+    out: np.ndarray | None = None,
+    counts: np.ndarray | None = None,
+) -> np.ndarray:
     """Map ``image`` linearly from [lo, hi] onto the integers 0 .. 2**bits - 1 (``FORMULA``).
 
     Parameters
@@ -123,6 +130,10 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
     lo, hi : the window: ``lo`` maps to 0 and ``hi`` to ``2**bits - 1``; finite, ``lo < hi``
     bits : 8 or 16
     out : optional array of ``image``'s shape and dtype ``output_dtype(bits)``, filled and returned
+    counts : optional int64 array of 3 to which the clipping tallies are added: the pixels
+        written as 0 (NaN pixels among them), those written as ``2**bits - 1``, and the NaN
+        pixels. Counted as each block is written (the compiled loop: while it is in cache), so
+        they cost no second pass over the image.
 
     Returns
     -------
@@ -133,6 +144,10 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
     --------
     >>> quantise(np.array([5000, 100, np.nan, np.inf]), 0, 30000, 8)  # 42.5 -> 42: half to even
     array([ 42,   1,   0, 255], dtype=uint8)
+    >>> counts = np.zeros(3, np.int64)
+    >>> _ = quantise(np.array([-1.0, np.nan, 0.5, 7.0]), 0, 1, 8, counts=counts)
+    >>> counts  # at 0 (-1 and NaN), at 255 (7), NaN
+    array([2, 1, 1])
     """
     lo, hi = float(lo), float(hi)
     check_window(lo, hi)
@@ -142,32 +157,45 @@ def quantise(image: np.ndarray, lo: float, hi: float, bits: int, out: np.ndarray
         out = np.empty(image.shape, dtype)
     elif out.shape != image.shape or out.dtype != dtype:
         raise ValueError(f"out must have shape {image.shape} and dtype {dtype}")
+    if counts is not None and (counts.shape != (3,) or counts.dtype != np.int64):
+        raise ValueError("counts must be an int64 array of 3")
     work, top = working_dtype(image.dtype, lo, hi, bits), float(2**bits - 1)
     with np.errstate(over="ignore", invalid="ignore"):  # huge values become +-Inf, then clamp
         compiled = _compiled_loop_applies(image.dtype) and _rows_are_contiguous(image, out)
         if compiled and image.dtype in _ARITHMETIC_INPUTS:
             kernel, args = _compiled_kernel(image.dtype, lo, hi, bits)
             for src, dst in _contiguous_pieces(image, out):
-                kernel(src, dst, *args)
+                kernel(src, dst, *args, counts)
         elif _has_table(image.dtype):
             table, index = _table(image.dtype, lo, hi, bits), image.view(_table_index(image.dtype))
             if compiled:
                 for src, dst in _contiguous_pieces(index, out):
-                    _quantise_loop.lookup(src, dst, table)
+                    _quantise_loop.lookup(src, dst, table, counts)
             else:
                 for src, dst in _row_blocks(index, out):
                     np.take(table, src, out=dst, mode="clip")  # copies with the GIL released
+                    _tally(src, dst, top, counts)
         elif work == np.float32:
             constants = (*_float32_offset_scale(lo, hi, bits), _tie_margin(lo, hi, bits))
             bounds = _bounds(work, top)
             buffers = np.empty(_BLOCK_ELEMENTS, work), np.empty(_BLOCK_ELEMENTS, work), np.empty(_BLOCK_ELEMENTS, bool)
             for src, dst in _row_blocks(image, out):
                 _quantise_block_float32(src, dst, lo, hi, top, constants, bounds, buffers)
+                _tally(src, dst, top, counts)
         else:
             bounds, buffer = _bounds(work, top), np.empty(_BLOCK_ELEMENTS, work)
             for src, dst in _row_blocks(image, out):
                 _quantise_block_float64(src, dst, lo, hi, top, bounds, buffer)
+                _tally(src, dst, top, counts)
     return out
+
+
+def _tally(src: np.ndarray, dst: np.ndarray, top: float, counts: np.ndarray | None) -> None:
+    """The numpy passes' clipping tallies of one block just written (``quantise``'s ``counts``)."""
+    if counts is not None:
+        counts[0] += np.count_nonzero(dst == 0)
+        counts[1] += np.count_nonzero(dst == top)
+        counts[2] += np.count_nonzero(np.isnan(src)) if src.dtype.kind == "f" else 0
 
 
 def loop_in_use() -> str:
@@ -203,10 +231,10 @@ def _contiguous_pieces(image: np.ndarray, out: np.ndarray) -> Iterator[tuple[np.
 
 
 def _compiled_kernel(in_dtype: np.dtype, lo: float, hi: float, bits: int) -> tuple:
-    """The compiled kernel for this input type, window and depth, and its arguments after
-    (source, target): float32 unchecked, float32 with the tie check, or float64."""
+    """The compiled kernel for this input type, window and depth, and its arguments between
+    (source, target) and counts: float32 unchecked, float32 with the tie check, or float64."""
     if in_dtype == np.uint16 and _float32_right_for_uint16(lo, hi, bits):
-        return _quantise_loop.float32, (lo, hi, *map(float, _float32_offset_scale(lo, hi, bits)))
+        return _quantise_loop.float32, (lo, hi, *map(float, _float32_offset_scale(lo, hi, bits)), -1.0)  # unchecked
     if working_dtype(in_dtype, lo, hi, bits) == np.float32:
         constants = (*_float32_offset_scale(lo, hi, bits), _tie_margin(lo, hi, bits))
         return _quantise_loop.float32, (lo, hi, *map(float, constants))
