@@ -79,7 +79,7 @@ def test_several_products_from_one_read_equal_separate_runs(tmp_path):
     with CountingSource(str(path), SAVU, 1) as opened:
         plan = make_plan(request, opened)
         conversions = [pipeline.conversion_of(opened, plan, p, False, print, print) for p in products]
-        pipeline.write_group(opened, plan, plan.groups[0], conversions, 2, False, lambda line: None)
+        pipeline.write_group(opened, plan, plan.groups[0], conversions, 2, False, print, print)
         blocks = opened.blocks(np.arange(9))
     assert sorted(reads) == blocks  # one read per block, for all three products
     with tifffile.TiffFile(tmp_path / "all/u16/image_00004.tif") as tif:

@@ -26,8 +26,10 @@ class Conversion(Protocol):
     def writes_as_read(self, in_dtype: np.dtype) -> bool:
         """The pixels are written exactly as read (the engine then skips the copy)."""
 
-    def apply(self, tile: np.ndarray, out: np.ndarray) -> None:
-        """Fill ``out`` (``out_dtype``) from ``tile`` (same shape)."""
+    def apply(self, tile: np.ndarray, out: np.ndarray) -> np.ndarray | None:
+        """Fill ``out`` (``out_dtype``) from ``tile`` (same shape: images, rows, columns); return the
+        clipping tallies of each image's part (int64 (images, 3): at 0, at the top, NaN), or None
+        when nothing is clipped (values kept)."""
 
     def describe(self) -> dict:
         """bits, lo, hi and the formula, for the metadata and manifest."""
@@ -47,6 +49,7 @@ class Keep:
 
     def apply(self, tile: np.ndarray, out: np.ndarray) -> None:
         convert(tile, out)
+        return None
 
     def describe(self) -> dict:
         return {"bits": None, "lo": None, "hi": None, "formula": "unchanged"}
@@ -66,6 +69,7 @@ class ToFloat32:
 
     def apply(self, tile: np.ndarray, out: np.ndarray) -> None:
         convert(tile, out)
+        return None
 
     def describe(self) -> dict:
         return {"bits": None, "lo": None, "hi": None, "formula": "float32(x)"}
@@ -91,8 +95,11 @@ class Quantise:
     def writes_as_read(self, in_dtype: np.dtype) -> bool:
         return False
 
-    def apply(self, tile: np.ndarray, out: np.ndarray) -> None:
-        quantise(tile, self.window.lo, self.window.hi, self.bits, out=out)
+    def apply(self, tile: np.ndarray, out: np.ndarray) -> np.ndarray:
+        counts = np.zeros((len(tile), 3), np.int64)
+        for image, written, tally in zip(tile, out, counts):  # one image's tallies per call
+            quantise(image, self.window.lo, self.window.hi, self.bits, out=written, counts=tally)
+        return counts
 
     def describe(self) -> dict:
         return {

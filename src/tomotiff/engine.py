@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from tomotiff import clipping
 from tomotiff.binning import bin_mean, binned_shape
 from tomotiff.buffers import scratch
 from tomotiff.manifest import image_entry
@@ -119,11 +120,11 @@ def run(
     def one_block(position: int) -> list[list[dict]]:
         first, last = blocks[position]
         try:
-            converted = _convert_block(source, first, last, outputs, step, check)
+            converted, tallies = _convert_block(source, first, last, outputs, step, check)
             turns.wait(position)
             entries = [
-                [_write(output.sink, images, first + k, out[k], source) for k in range(last - first)]
-                for output, out in zip(outputs, converted)
+                [_write(output.sink, images, first + k, out[k], source, tally, k) for k in range(last - first)]
+                for output, out, tally in zip(outputs, converted, tallies)
             ]
             source.release(first, last)
         except BaseException:
@@ -143,10 +144,11 @@ def run(
 
 def _convert_block(
     source: Source, first: int, last: int, outputs: Sequence[Output], step: int, check: Callable
-) -> list[np.ndarray]:
+) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
     """Read images first..last-1 once, ``check`` the top tile, and fill each output's buffer (or
-    pass the read tile on)."""
+    pass the read tile on); with each output's clipping tallies per image, summed over the tiles."""
     converted: list[np.ndarray | None] = [None] * len(outputs)
+    tallies: list[np.ndarray | None] = [None] * len(outputs)
     for rows, tile in source.read_tiles(first, last, step):
         if (rows.start or 0) == 0:
             check(first, tile)
@@ -166,13 +168,19 @@ def _convert_block(
                 if factor == 1
                 else slice((rows.start or 0) // factor, None if rows.stop is None else rows.stop // factor)
             )
-            output.conversion.apply(binned[factor], converted[k][:, out_rows])
-    return converted
+            counts = output.conversion.apply(binned[factor], converted[k][:, out_rows])
+            if counts is not None:
+                tallies[k] = counts if tallies[k] is None else tallies[k] + counts
+    return converted, tallies
 
 
-def _write(sink: Sink, images: ImageSet, index: int, image: np.ndarray, source: Source) -> dict:
+def _write(
+    sink: Sink, images: ImageSet, index: int, image: np.ndarray, source: Source, tally: np.ndarray | None, k: int
+) -> dict:
+    """Write image ``index`` (the block's ``k``-th); its manifest entry, with what was clipped."""
     origin = {**source.image_origin(index), **images.origin(index)}
-    return image_entry(index, origin, sink.write(index, image, origin))
+    found = image_entry(index, origin, sink.write(index, image, origin))
+    return found if tally is None else {**found, **clipping.entry(tally[k], image.size)}
 
 
 def _finish(sink: Sink, entries: list[dict]) -> list[dict]:
@@ -197,9 +205,12 @@ def _map_in_order(work, count: int, workers: int) -> list:
         return [future.result() for future in futures]
 
 
-def stream(source: Source, indices: np.ndarray) -> Iterator[tuple[list[np.ndarray], int]]:
-    """The images ``indices`` (ascending) as (arrays of (image,) row, column, images completed),
-    in order, on this thread; the arrays are valid until the next item.
+def stream(
+    source: Source, indices: np.ndarray, select: Callable[[np.ndarray, slice], np.ndarray] | None = None
+) -> Iterator[tuple[list[np.ndarray], int]]:
+    """The images ``indices`` (ascending) as (arrays of (image, row, column), images completed),
+    in order, on this thread; the arrays are valid until the next item. ``select(tile, rows)``,
+    if given, replaces each array (rows ``rows`` of its images) with the pixels it picks.
 
     Each of the source's blocks over the span is read whole when all its images are wanted;
     otherwise in runs of consecutive wanted images or of wanted images in one storage chunk,
@@ -213,8 +224,9 @@ def stream(source: Source, indices: np.ndarray) -> Iterator[tuple[list[np.ndarra
         wanted = indices[np.searchsorted(indices, first) : np.searchsorted(indices, last)].tolist()
         for run in _runs(wanted, depth):
             start, stop = run[0], run[-1] + 1
-            for _rows, tile in source.read_tiles(start, stop):
-                yield ([tile] if len(run) == stop - start else [tile[i - start] for i in run]), 0
+            for rows, tile in source.read_tiles(start, stop):
+                parts = [tile] if len(run) == stop - start else [tile[i - start : i - start + 1] for i in run]
+                yield (parts if select is None else [select(part, rows) for part in parts]), 0
             yield [], len(run)
 
 

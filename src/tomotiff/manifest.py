@@ -11,13 +11,13 @@ workflow alike; the workflow's shards write partial manifests that :func:`merge_
 import json
 import os
 
-from tomotiff import __version__
+from tomotiff import __version__, clipping
 from tomotiff.errors import TomotiffError
 from tomotiff.files import CHECKSUM, check_input_file, file_checksum, write_atomically
 
 MANIFEST_NAME = "manifest.json"
 SHAPING_LIBRARIES = ("numpy", "h5py", "hdf5plugin", "tifffile", "imagecodecs")  # they decide the bytes written
-PER_SHARD = ("begin", "stop", "count", "images")  # the header keys that differ between a scan's shards
+PER_SHARD = ("begin", "stop", "count", "clipping", "images")  # the header keys that differ between a scan's shards
 
 
 def library_versions() -> dict[str, str]:
@@ -56,9 +56,14 @@ def read_json(path: str) -> dict:
         raise TomotiffError(f"cannot read {path}: {exc}; delete it and run again") from None
 
 
-def write_manifest(path: str, header: dict, images: list[dict]) -> None:
-    """``header`` says how the images were made; ``images`` lists them in index order."""
-    write_json(path, {**header, "images": sorted(images, key=lambda entry: entry["index"])})
+def write_manifest(path: str, header: dict, images: list[dict]) -> dict:
+    """``header`` says how the images were made; ``images`` lists them in index order, and for
+    quantised images the header gains their clipping summary. Returns what was written."""
+    images = sorted(images, key=lambda entry: entry["index"])
+    found = clipping.summary(images)
+    content = {**header, **({"clipping": found} if found else {}), "images": images}
+    write_json(path, content)
+    return content
 
 
 def read_manifest(path: str) -> dict:
@@ -114,7 +119,8 @@ def merge_shards(shards: list[dict], begin: int, stop: int, every_image: bool, w
     if not images:
         raise TomotiffError(f"{what}: no images among {begin}..{stop - 1}")
     whole = {"begin": begin, "stop": stop, "count": len(images)}
-    return {**{key: whole.get(key, value) for key, value in shards[0].items() if key != "images"}, "images": images}
+    kept = {key: whole.get(key, value) for key, value in shards[0].items() if key in whole or key not in PER_SHARD}
+    return {**kept, "images": images}  # write_manifest adds the whole range's clipping summary
 
 
 def verify(directory: str, manifest_name: str = MANIFEST_NAME) -> list[str]:

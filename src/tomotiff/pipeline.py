@@ -12,7 +12,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from tomotiff import engine, manifest
+from tomotiff import clipping, engine, manifest
 from tomotiff.binning import binned_shape
 from tomotiff.calibration import ValueCalibration
 from tomotiff.conversion import Conversion, Quantise, crowding_warning, keep_conversion
@@ -38,7 +38,7 @@ def run(request: Request, workers: int = 1, progress: bool = False, say: Say = p
         return [
             written
             for group in plan.groups
-            for written in write_group(source, plan, group, conversions, workers, progress, say, inspect)
+            for written in write_group(source, plan, group, conversions, workers, progress, say, warn, inspect)
         ]
 
 
@@ -90,6 +90,7 @@ def write_group(
     workers: int,
     progress: bool,
     say: Say,
+    warn: Say,
     inspect=None,
 ) -> list[dict]:
     """Read the group's images once, write each target's images and manifest; return the manifests."""
@@ -129,10 +130,17 @@ def write_group(
                 output.sink.abort()
             raise
         written = []
-        for target, header, image_entries in zip(group.targets, headers, entries):
-            manifest.write_manifest(target.manifest, header, image_entries)
-            written.append({**header, "images": image_entries})
+        for target, header, image_entries, conversion in zip(group.targets, headers, entries, conversions):
+            content = manifest.write_manifest(target.manifest, header, image_entries)
+            written.append(content)
             say(f"wrote {_counted(count, 'image')} and {os.path.basename(target.manifest)} to {target.directory}")
+            found = content.get("clipping")
+            if found:
+                what = f"images {images.first}..{images.last} at {conversion.bits} bits"
+                say(f"{what}: {clipping.described(found, conversion.bits)}")
+                drift = clipping.drift_warning(found, what, conversion.bits)
+                if drift:
+                    warn(drift)
     return written
 
 
