@@ -74,8 +74,8 @@ def drift_warning(found: dict | None, what: str, bits: int) -> str | None:
         return None
     images = found["drift"]["images"]
     return (
-        f"warning: {what}: {len(images)} of {found['images']} {_noun(found)} ({spans(images)}) have {DRIFT_FRACTION:.0%} "
-        f"more or fewer of their pixels at 0 or at {2**bits - 1} than the median one (at 0: "
+        f"warning: {what}: {len(images)} of {found['images']} {_noun(found)} ({spans(images)}) have "
+        f"{DRIFT_FRACTION:.0%} more or fewer of their pixels at 0 or at {2**bits - 1} than the median one (at 0: "
         f"{found['at_0']['median']:.2%}, at {2**bits - 1}: {found['at_top']['median']:.2%}): the brightness "
         "changes across the scan under one window; look at them (tomotiff report) before trusting the window"
     )
