@@ -110,7 +110,7 @@ def source_spec(scan: dict) -> dict:
 def window_params(wildcards) -> dict:
     scan = scan_of(wildcards)
     return {**source_spec(scan), "depth": wildcards.depth, "window": scan["windows"][wildcards.depth],
-            "tomotiff": VERSION}
+            "mask": scan["mask"], "tomotiff": VERSION}
 
 
 def stats_windows(wildcards) -> list[str]:
@@ -120,7 +120,16 @@ def stats_windows(wildcards) -> list[str]:
 
 def stats_params(wildcards) -> dict:
     scan = scan_of(wildcards)
-    return {**source_spec(scan), "reference": scan["reference"], "tomotiff": VERSION}
+    return {**source_spec(scan), "reference": scan["reference"], "mask": scan["mask"], "tomotiff": VERSION}
+
+
+def stats_manifests(wildcards) -> list[str]:
+    """The scan's manifests, whose clipping stats.json summarises (none for a source that cannot
+    be read: its manifests wait for stats.json, whose job fails saying why)."""
+    scan = scan_of(wildcards)
+    if PLANNER.scan_range(scan["id"]) is None:
+        return []
+    return [manifest_path(scan["id"], depth, kind) for depth in scan["depths"] for kind in PLANNER.parts(scan["id"])]
 
 
 def shard_windows(wildcards) -> list[str]:

@@ -1,5 +1,5 @@
 # The window of each quantised bit depth, decided once per scan, and the reference image's
-# statistics. Each depth's window is its own small job, so changing the 16-bit window (or
+# statistics with the clipping of every output. Each depth's window is its own small job, so changing the 16-bit window (or
 # adding a bit depth) does not rewrite the 8-bit images.
 
 
@@ -28,10 +28,12 @@ rule window:
 
 
 rule stats:
-    """Shape, range and statistics of the reference image, and the window of each bit depth."""
+    """Shape, range and statistics of the reference image, the window of each bit depth, and the
+    clipping of each quantised output (from its manifest: so stats.json comes last)."""
     input:
         source=source_input,
         windows=stats_windows,
+        manifests=stats_manifests,
     output:
         STATS,
     params:

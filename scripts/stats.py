@@ -1,4 +1,5 @@
-"""Statistics of the scan's reference image, with each bit depth's window (tomotiff.jobs.stats)."""
+"""Statistics of the scan's reference image, with each bit depth's window and each output's clipping
+(tomotiff.jobs.stats)."""
 
 from tomotiff_job import run
 
@@ -7,6 +8,7 @@ run(
     lambda jobs, say: jobs.stats(
         snakemake.params.spec,
         list(snakemake.input.windows),
+        list(snakemake.input.manifests),
         snakemake.output[0],
         say,
     ),

@@ -59,7 +59,8 @@ def _value(schema: dict, node: dict, name: str | None = None) -> str:
     names = []
     for kind in types:
         if kind == "array":
-            size = f"{node['minItems']} " if node.get("minItems") == node.get("maxItems") else ""
+            fixed = "minItems" in node and node.get("minItems") == node.get("maxItems")
+            size = f"{node['minItems']} " if fixed else ""
             names.append(f"list of {size}{_value(schema, *_resolve(schema, node.get('items', {})))}")
         elif kind == "object":
             keys = ", ".join(f"`{key}`" for key in node.get("properties", {}))

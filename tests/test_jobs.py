@@ -41,7 +41,7 @@ def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeyp
     scan = batch.load(config, str(SCHEMA))["7"]
     planner = batch.Planner({"7": scan})
     said = []
-    jobs.window(spec_of(scan, depth="u8", window=scan["windows"]["u8"]), "window.json", said.append)
+    jobs.window(spec_of(scan, depth="u8", window=scan["windows"]["u8"], mask=scan["mask"]), "window.json", said.append)
     receipts = []
     for first, last in planner.shard_ranges("7"):
         receipts.append(batch.receipt_path("7", first, last))
@@ -72,7 +72,17 @@ def test_window_shards_and_merge_write_what_the_command_writes(tmp_path, monkeyp
     ours = json.loads((tmp_path / "results/7/u8/manifest.json").read_text())
     theirs = json.loads((tmp_path / "cli/manifest.json").read_text())
     assert ours == theirs
+    assert ours["clipping"]["images"] == (20 if keys == "all" else 4)  # a raw scan's projections count
     assert any("window: lo=" in line for line in said)
+    jobs.stats(
+        spec_of(scan, reference=None, mask=scan["mask"]),
+        ["window.json"],
+        ["results/7/u8/manifest.json"],
+        "results/7/stats.json",
+        said.append,
+    )
+    stats = json.loads((tmp_path / "results/7/stats.json").read_text())
+    assert stats["clipping"] == {"u8": ours["clipping"]} and stats["mask"] is None
 
 
 def receipt(tmp_path, name: str, record: dict) -> str:

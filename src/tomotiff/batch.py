@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from tomotiff.calibration import parse_pixel_size
 from tomotiff.errors import TomotiffError
 from tomotiff.keys import KEY_NAMES, RawScan
+from tomotiff.mask import Mask
 from tomotiff.pattern import DEFAULT_PATTERN, check_pattern
 from tomotiff.plan import Destination, SourceRequest
 from tomotiff.selection import Crop
@@ -156,6 +157,7 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         "depths": depths,
         "reference": settings["window"].get("reference"),
         "windows": windows,
+        "mask": _mask(settings["mask"], settings["mask_values"]),
         "output_pattern": check_pattern(fill(settings["output_pattern"], scan_id, "output_pattern"), "output_pattern"),
         "layout": {
             "compression": settings["compression"],
@@ -167,6 +169,12 @@ def resolve_scan(scan_id: str, settings: dict) -> dict:
         },
         "shard_size": settings["shard_size"],
     }
+
+
+def _mask(shape: str | None, values: list) -> dict:
+    """The mask keys as the window and stats jobs take them (checked now, so a typo fails before any job)."""
+    Mask.of(shape, values)
+    return {"shape": shape, "values": [str(v) if isinstance(v, str) or v != v else v for v in values]}
 
 
 def _pixel_size(value: float | str | None) -> str | None:

@@ -16,6 +16,7 @@ from tomotiff.calibration import parse_pixel_size
 from tomotiff.errors import TomotiffError
 from tomotiff.keys import SELECTIONS
 from tomotiff.manifest import verify
+from tomotiff.mask import Mask
 from tomotiff.pattern import DEFAULT_PATTERN, check_pattern, format_name
 from tomotiff.plan import Destination, Layout, Product, Request, SourceRequest
 from tomotiff.quantisation import loop_in_use
@@ -218,6 +219,21 @@ def _add_reduction(parser: argparse.ArgumentParser) -> None:
     window.add_argument(
         "--sample", type=int, default=1, metavar="N", help="with --window global, read every Nth image only"
     )
+    window.add_argument(
+        "--mask",
+        choices=("circle",),
+        default=None,
+        help="percentiles only inside the largest circle centred in the (cropped) image: a reconstruction's "
+        "field of view (default: every pixel); the images written keep their size",
+    )
+    window.add_argument(
+        "--mask-value",
+        "--ignore-value",
+        action="append",
+        default=[],
+        metavar="V",
+        help="leave pixels equal to V (a number, or nan) out of the percentiles, e.g. padding 0; repeatable",
+    )
 
 
 EPILOG_NXS2TIFF = """examples:
@@ -313,7 +329,13 @@ def _crop(args: argparse.Namespace) -> Crop:
 
 def _window(args: argparse.Namespace) -> WindowRequest:
     reference = args.ref if args.use_ref or args.ref is not None else None
-    return WindowRequest(args.lo, args.hi, reference, args.percent, args.window, args.sample)
+    mask = Mask.of(args.mask, args.mask_value)
+    if mask and args.lo is not None and args.hi is not None:
+        raise TomotiffError(
+            "--mask and --mask-value choose the pixels percentiles look at; with --lo and --hi both "
+            "given no percentile is taken: drop one of them"
+        )
+    return WindowRequest(args.lo, args.hi, reference, args.percent, args.window, args.sample, mask)
 
 
 def _run(args: argparse.Namespace, request: Request) -> None:

@@ -8,10 +8,11 @@ import os
 import re
 from collections.abc import Callable
 
-from tomotiff import __version__, pipeline, synthetic
+from tomotiff import __version__, clipping, pipeline, synthetic
 from tomotiff.batch import shard_destination, source_request
 from tomotiff.calibration import parse_pixel_size
-from tomotiff.manifest import merge_shards, read_json, write_json, write_manifest
+from tomotiff.manifest import merge_shards, read_json, read_manifest, write_json, write_manifest
+from tomotiff.mask import Mask
 from tomotiff.pattern import DEFAULT_PATTERN
 from tomotiff.plan import Destination, Layout, Product, Request, make_plan
 from tomotiff.report import FIGURES, workflow_scan, write_scan_files
@@ -72,7 +73,7 @@ def window(spec: dict, output: str, say: Say) -> None:
     here, and only here), and record it for the depth's shards."""
     depth = spec["depth"]
     bits = BITS[depth]
-    request = _request(spec, (Product(bits, WindowRequest(**spec["window"])),), Destination("."))
+    request = _request(spec, (Product(bits, WindowRequest(**spec["window"], mask=_mask(spec))),), Destination("."))
     with request.source.open() as source:
         plan = make_plan(request, source)
         conversion = pipeline.conversion_of(source, plan, request.products[0], False, say, say)
@@ -91,16 +92,28 @@ def window(spec: dict, output: str, say: Say) -> None:
     )
 
 
-def stats(spec: dict, window_files: list[str], output: str, say: Say) -> None:
+def _mask(spec: dict) -> Mask | None:
+    return Mask.of(spec["mask"]["shape"], spec["mask"]["values"])
+
+
+def stats(spec: dict, window_files: list[str], manifest_files: list[str], output: str, say: Say) -> None:
     """The statistics of the scan's reference image (the middle projection by default), with the
-    window each bit depth chose."""
+    window each bit depth chose and the clipping summary of each quantised output's manifest
+    (keyed by its directory under the scan's: u8, or u8/projections with split_keys)."""
     windows = {chosen["depth"]: Window(**chosen["window"]) for chosen in map(read_json, window_files)}
     request = _request(spec, (Product(),), Destination("."))
     with request.source.open() as source:
         plan = make_plan(request, source)
         reference = middle_image(plan.window_images) if spec["reference"] is None else spec["reference"]
-        found = scan_stats(source, reference, windows, plan.describe())
-    found = {"scan": spec["id"], "kind": spec["kind"], **found}
+        found = scan_stats(source, reference, windows, plan.describe(), mask=_mask(spec))
+    clipped = {}
+    for path in manifest_files:
+        written = read_manifest(path)
+        if written.get("clipping"):
+            output_name = os.path.relpath(os.path.dirname(path), os.path.dirname(output) or ".")
+            clipped[output_name] = written["clipping"]
+            say(f"scan {spec['id']} {output_name}: {clipping.described(written['clipping'], written['bits'])}")
+    found = {"scan": spec["id"], "kind": spec["kind"], **found, "clipping": clipped}
     say(
         f"scan {spec['id']}: images {found['range']['begin']}..{found['range']['stop'] - 1}, reference {reference}: "
         f"min {found['min']!r} max {found['max']!r} mean {found['mean']!r}"
@@ -150,8 +163,14 @@ def merge(spec: dict, receipts: list[str], output: str, say: Say) -> None:
     records = [read_json(read_json(receipt)["records"][spec["depth"]]) for receipt in receipts]
     merged = merge_shards(records, begin, stop, spec["keys"] == "all", what)
     images = merged.pop("images")
-    write_manifest(output, merged, images)
+    written = write_manifest(output, merged, images)
     say(f"{what}: {len(images)} images ({spec['keys']}) of {begin}..{stop - 1} from {len(receipts)} shards")
+    found = written.get("clipping")
+    if found:
+        say(f"{what}: {clipping.described(found, written['bits'])}")
+        drift = clipping.drift_warning(found, what, written["bits"])
+        if drift:
+            say(drift)
 
 
 def report(spec: dict, stats_file: str, manifest_files: list[str], outputs: dict[str, str], say: Say) -> None:

@@ -2,14 +2,15 @@
 
 The workflow writes them to ``results/{scan}/stats.json``; percentiles use the same method
 as :func:`tomotiff.window.percentile_window` (numpy's linear method, float64, finite pixels
-only), so the ``P`` and ``100 - P`` percentiles listed here are exactly the lo/hi a
-reference window with ``-p P`` picks.
+only, inside the scan's mask if it has one), so the ``P`` and ``100 - P`` percentiles listed
+here are exactly the lo/hi a reference window with ``-p P`` picks.
 """
 
 import numpy as np
 
 from tomotiff import __version__
 from tomotiff.errors import TomotiffError
+from tomotiff.mask import Mask
 from tomotiff.source import Source
 from tomotiff.window import Window, finite_pixels
 
@@ -65,10 +66,12 @@ def scan_stats(
     description: dict | None = None,
     percentiles=PERCENTILES,
     bins: int = HISTOGRAM_BINS,
+    mask: Mask | None = None,
 ) -> dict:
-    """The statistics of image ``reference`` of ``source``, with the source's ``description``
-    (default: its own; a plan's adds the image_key dataset), the selected range and the window
-    chosen for each output (``windows``, e.g. ``{"u8": ...}``)."""
+    """The statistics of image ``reference`` of ``source`` (of the pixels ``mask`` keeps, as the
+    window's percentiles see them), with the source's ``description`` (default: its own; a
+    plan's adds the image_key dataset), the selected range and the window chosen for each output
+    (``windows``, e.g. ``{"u8": ...}``)."""
     image = source.read_image(reference)
     description = dict(source.describe() if description is None else description)
     count = source.stop - source.begin
@@ -84,6 +87,7 @@ def scan_stats(
         "image_shape": [int(n) for n in source.image_shape],
         "range": {"begin": source.begin, "stop": source.stop, "count": count},
         "reference": reference,
-        **image_stats(image, percentiles, bins),
+        "mask": mask.as_dict() if mask else None,
+        **image_stats(mask.select(image[None]) if mask else image, percentiles, bins),
         "windows": {name: window.as_dict() for name, window in (windows or {}).items()},
     }

@@ -15,6 +15,7 @@ import numpy as np
 
 from tomotiff.errors import TomotiffError
 from tomotiff.global_percentiles import exact_percentiles
+from tomotiff.mask import Mask
 
 if TYPE_CHECKING:  # the window stage reads through a source, but quantise() needs only check_window
     from tomotiff.source import Source
@@ -45,6 +46,7 @@ class Window:
     reference: int | None = None
     percent: float | None = None
     sample: int | None = None  # global windows: every Nth image was read
+    mask: dict | None = None  # the pixels the percentiles looked at (Mask.as_dict), if masked
 
     def __post_init__(self) -> None:
         check_window(self.lo, self.hi)
@@ -61,6 +63,8 @@ class Window:
             how = f"from all selected images{sampled}, -p {self.percent:g}"
         else:
             how = f"from reference image {self.reference}, -p {self.percent:g}"
+        if self.mask:
+            how += Mask(self.mask["circle"], tuple(float(v) for v in self.mask["values"])).describe()
         if self.method.endswith("+explicit"):
             how += ", one side given"
         return f"window: lo={self.lo!r} hi={self.hi!r} ({how})"
@@ -70,7 +74,8 @@ class Window:
 class WindowRequest:
     """How to choose a window: both sides given, or percentiles (``percent`` cut from each end) of
     the ``reference`` image (default: the middle candidate) or of every ``sample``-th candidate
-    image (``method="global"``); a side given explicitly overrides the derived one."""
+    image (``method="global"``), over the pixels ``mask`` keeps; a side given explicitly
+    overrides the derived one."""
 
     lo: float | None = None
     hi: float | None = None
@@ -78,6 +83,7 @@ class WindowRequest:
     percent: float = 0.0
     method: str = "reference"
     sample: int = 1
+    mask: Mask | None = None
 
     def __post_init__(self) -> None:
         check_percent(self.percent)
@@ -113,39 +119,52 @@ def choose_window(
     if request.lo is not None and request.hi is not None:
         return Window(float(request.lo), float(request.hi), "explicit")
     if request.method == "global":
-        lo, hi = volume_percentiles(
-            source, candidates[:: request.sample], request.percent, progress, _described(candidates, request.sample)
-        )
-        window = Window(lo, hi, "global", None, request.percent, sample=request.sample)
+        what = _described(candidates, request.sample) + (request.mask.describe() if request.mask else "")
+        sampled = candidates[:: request.sample]
+        lo, hi = volume_percentiles(source, sampled, request.percent, progress, what, request.mask)
+        window = Window(lo, hi, "global", None, request.percent, sample=request.sample, mask=_recorded(request.mask))
     else:
         index = middle_image(candidates) if request.reference is None else request.reference
         image = source.read_image(index)
         if read is not None:
             read[index] = image
-        window = reference_window(image, index, request.percent)
+        window = reference_window(image, index, request.percent, request.mask)
     return with_explicit_sides(window, request.lo, request.hi)
 
 
-def reference_window(image: np.ndarray, index: int, percent: float) -> Window:
-    """The ``percent`` and ``100 - percent`` percentiles of reference image ``index``."""
-    lo, hi = percentile_window(image, check_percent(percent), index)
+def _recorded(mask: Mask | None) -> dict | None:
+    return mask.as_dict() if mask else None
+
+
+def reference_window(image: np.ndarray, index: int, percent: float, mask: Mask | None = None) -> Window:
+    """The ``percent`` and ``100 - percent`` percentiles of reference image ``index`` (of the
+    pixels ``mask`` keeps)."""
+    pixels = mask.select(np.asarray(image)[None]) if mask else image
+    lo, hi = percentile_window(pixels, check_percent(percent), index, mask)
     if hi == lo:
         raise TomotiffError(
-            f"reference image {index} gives an empty window (lo = hi = {lo!r}): it is constant; "
-            "give --lo/--hi explicitly or pick another image with -r"
+            f"reference image {index} gives an empty window (lo = hi = {lo!r}): it is constant"
+            f"{mask.describe() if mask else ''}; give --lo/--hi explicitly or pick another image with -r"
         )
-    return Window(lo, hi, "reference", index, percent)
+    return Window(lo, hi, "reference", index, percent, mask=_recorded(mask))
 
 
 def volume_percentiles(
-    source: "Source", images: np.ndarray, percent: float, progress: Progress = False, what: str | None = None
+    source: "Source",
+    images: np.ndarray,
+    percent: float,
+    progress: Progress = False,
+    what: str | None = None,
+    mask: Mask | None = None,
 ) -> tuple[float, float]:
     """The exact ``percent`` and ``100 - percent`` percentiles of every finite pixel of ``images``
-    (equal to ``np.percentile`` over them as float64), read through the engine's stream."""
+    that ``mask`` keeps (equal to ``np.percentile`` over them as float64), read through the
+    engine's stream."""
     from tomotiff import engine
 
     passes = 0
     what = what or _described(images, 1)
+    select = None if mask is None else lambda tile, rows: mask.select(tile, rows, source.image_shape)
 
     def one_pass():
         nonlocal passes
@@ -153,7 +172,7 @@ def volume_percentiles(
         bar = engine.progress_bar(len(images), progress is True, f"global window, pass {passes}")
         report = progress if callable(progress) else bar.update
         try:
-            for arrays, finished in engine.stream(source, images):
+            for arrays, finished in engine.stream(source, images, select):
                 yield from arrays
                 if finished:
                     report(finished)
@@ -178,12 +197,15 @@ def finite_pixels(image: np.ndarray) -> np.ndarray:
     return values[np.isfinite(values)] if values.dtype.kind == "f" else values
 
 
-def percentile_window(image: np.ndarray, percent: float, index: int) -> tuple[float, float]:
-    """The P-th and (100-P)-th percentiles (numpy's default, linear method) of the finite pixels,
-    computed in float64 whatever the image type."""
+def percentile_window(image: np.ndarray, percent: float, index: int, mask: Mask | None = None) -> tuple[float, float]:
+    """The P-th and (100-P)-th percentiles (numpy's default, linear method) of the finite pixels
+    (``image``: those ``mask`` kept), computed in float64 whatever the image type."""
     values = finite_pixels(image)
     if values.size == 0:
-        raise TomotiffError(f"reference image {index} has no finite pixels; pick another with -r or give --lo/--hi")
+        kept = f" the mask keeps ({mask.describe()[2:]})" if mask else ""
+        raise TomotiffError(
+            f"reference image {index} has no finite pixels{kept}; pick another with -r or give --lo/--hi"
+        )
     lo, hi = np.percentile(values.astype(np.float64), [percent, 100 - percent])
     return float(lo), float(hi)
 
