@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from tomotiff import batch
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "config" / "schema.yaml"
 README = REPO / "config" / "README.md"
@@ -131,6 +133,13 @@ def test_config_readme_holds_the_generated_table():
     assert current_block(README.read_text()) == generated_block(schema), (
         "config/README.md's table differs from config/schema.yaml: run `python tests/test_config_docs.py`"
     )
+
+
+def test_the_readmes_example_batch_is_valid():
+    """The batch file README.md shows is one a user may copy: it validates and resolves."""
+    block = (REPO / "README.md").read_text().split("### The batch file", 1)[1].split("```yaml", 1)[1]
+    scans = batch.load(yaml.safe_load(block.split("```", 1)[0]), str(SCHEMA))
+    assert len(scans) == 12 and scans["13429"]["mask"] == {"shape": "circle", "values": []}
 
 
 if __name__ == "__main__":
