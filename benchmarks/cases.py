@@ -23,7 +23,7 @@ class CaseSpec:
 
     name: str
     description: str
-    layout: str  # which writer of volumes.py makes it: savu, stack, gda or tiff
+    layout: str  # which writer of volumes.py makes it: savu, stack, gda, tiff or big
     images: int
     image_shape: tuple[int, int]
     dtype: str
@@ -31,7 +31,9 @@ class CaseSpec:
     axis: int
     chunks: tuple[int, int, int] | None
     window: tuple[float, float]
+    compression: str | None = None  # the HDF5 filters of its chunks (volumes.filters): gzip, bslz4 or blosc
     one_worker: bool = False  # also time -j 1, to show what the second worker buys
+    startup: bool = False  # also time -j 1 on the first image only: the fixed start-up of every run
     float32_out: bool = False  # also time float32 output (no conversion: pure I/O path)
     peer: bool = False  # also time nabu-cast, which only reads images along axis 0
     scaling: bool = False  # rerun tomotiff on twice the images to check memory stays flat
@@ -51,6 +53,7 @@ CASES = {
             axis=1,
             chunks=(32, 32, 32),
             window=RECON_WINDOW,
+            one_worker=True,
             scaling=True,
         ),
         CaseSpec(
@@ -65,6 +68,7 @@ CASES = {
             chunks=None,
             window=RECON_WINDOW,
             one_worker=True,
+            startup=True,
             float32_out=True,
             peer=True,
         ),
@@ -82,6 +86,28 @@ CASES = {
             peer=True,
             scaling=True,
         ),
+        *(
+            CaseSpec(
+                name=f"C-{compression}",
+                description=f"uint16 raw projections (index, H, W), one chunk per image, {what}",
+                layout="gda",
+                images=128,  # 1.07 GB of pixels: writing compressed chunks is the slow part of the run
+                image_shape=(2048, 2048),
+                dtype="uint16",
+                dataset="/entry1/instrument/pco1_hw_hdf/data",
+                axis=0,
+                chunks=(1, 2048, 2048),
+                window=RAW_WINDOW,
+                compression=compression,
+                one_worker=True,
+                scaling=compression == "gzip",  # BLISS's default filter: memory must stay flat on it
+            )
+            for compression, what in (
+                ("gzip", "gzip level 1 + byte shuffle"),
+                ("bslz4", "bitshuffle-LZ4"),
+                ("blosc", "Blosc zstd + bitshuffle"),
+            )
+        ),
         CaseSpec(
             name="D",
             description="directory of float32 2048x2048 single-page TIFFs",
@@ -96,6 +122,20 @@ CASES = {
         ),
     )
 }
+
+BIG = CaseSpec(  # --big: larger than the machine's memory; its image count comes from the size asked for
+    name="BIG",
+    description="Savu-like float32 recon (H, index, W) larger than RAM, chunks (32, 32, 32), images on axis 1",
+    layout="big",
+    images=0,
+    image_shape=(1024, 1024),
+    dtype="float32",
+    dataset="/entry/final_result_tomo/data",
+    axis=1,
+    chunks=(32, 32, 32),
+    window=RECON_WINDOW,
+)
+SPECS = {**CASES, BIG.name: BIG}  # what volumes.py can write
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +164,30 @@ def volume_for(spec: CaseSpec, images: int, root: Path) -> Volume:
     """Where the case's input goes, named by case and image count (A-2x gets its own file)."""
     suffix = "" if spec.dataset is None else ".h5"
     return Volume(spec, root / f"{spec.name}_{images}{suffix}", images)
+
+
+def case_named(name: str) -> CaseSpec | None:
+    """--cases takes names in any case (c-gzip for C-gzip)."""
+    return next((spec for key, spec in CASES.items() if key.upper() == name.strip().upper()), None)
+
+
+def big_images(gigabytes: float) -> int:
+    """Images of BIG for a volume of about `gigabytes` (10^9 bytes): whole 32-image chunk layers,
+    which volumes.py writes a layer at a time."""
+    height, width = BIG.image_shape
+    depth = BIG.chunks[1]
+    layer = depth * height * width * ITEMSIZE[BIG.dtype]
+    return depth * max(1, round(gigabytes * 1e9 / layer))
+
+
+def big_bytes(images: int) -> int:
+    height, width = BIG.image_shape
+    return images * height * width * ITEMSIZE[BIG.dtype]
+
+
+def big_disk_needed(images: int) -> int:
+    """BIG's input and its uint8 output, both on disk at once."""
+    return big_bytes(images) * (ITEMSIZE[BIG.dtype] + 1) // ITEMSIZE[BIG.dtype]
 
 
 def scaled_images(spec: CaseSpec, scale: float) -> int:

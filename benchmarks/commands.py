@@ -101,6 +101,8 @@ def naive_row(volume: Volume, outdir: Path, out_dtype: str) -> Row:
     argv += ["--pattern", TIFF_PATTERN] if spec.dataset is None else ["-d", spec.dataset, "-i", str(spec.axis)]
     if out_dtype == "uint8":
         argv += window_args(volume)
+    if spec.compression:
+        argv.append("--hdf5plugin")
     return Row(f"naive-{short(out_dtype)}", f"naive loop {out_dtype}", argv)
 
 
@@ -136,12 +138,15 @@ def peer_row(volume: Volume, peer: Tool, link: Path | None, outdir: Path) -> Row
 
 
 def case_rows(volume: Volume, tools: dict[str, Tool], peer: Tool, link: Path | None, outdir: Path) -> list[Row]:
-    """tomotiff rows first, then the naive loop, the ceiling and the peer, in round-robin order.
-    `link` is the file volumes.py wrote for nabu-cast (None when nabu-cast is not available)."""
+    """tomotiff rows first, then the naive loop, the ceiling and the peer, in round-robin order
+    (hot rows: measure.with_cold adds their cold twins). `link` is the file volumes.py wrote for
+    nabu-cast (None when nabu-cast is not available)."""
     spec = volume.spec
     rows = [tomotiff_u8_row(volume, tools, outdir, 2)]
     if spec.one_worker:
-        rows += [tomotiff_u8_row(volume, tools, outdir, 1), startup_row(volume, tools, outdir)]
+        rows.append(tomotiff_u8_row(volume, tools, outdir, 1))
+    if spec.startup:
+        rows.append(startup_row(volume, tools, outdir))
     if spec.float32_out:
         rows.append(tomotiff_fp_row(volume, tools, outdir))
     out_dtypes = ["uint8", "float32"] if spec.float32_out else ["uint8"]

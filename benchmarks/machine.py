@@ -48,17 +48,21 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
+def ram_bytes() -> int:
+    """Total RAM: what a volume must exceed for the page cache not to hold it (--big)."""
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    return int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal"))) * 1024
+
+
 def machine(tool: Tool) -> dict[str, str]:
     """The report's machine section, as it stands before the runs."""
     cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
     cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")), "unknown")
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    ram_kib = int(next(line.split()[1] for line in meminfo if line.startswith("MemTotal")))
     return {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "nproc": str(len(os.sched_getaffinity(0))),
         "cpu": cpu,
-        "ram": f"{ram_kib * 1024 / 1e9:.1f} GB",
+        "ram": f"{ram_bytes() / 1e9:.1f} GB",
         "kernel": platform.release(),
         "python": platform.python_version(),
         "numpy": package_version("numpy"),

@@ -7,6 +7,10 @@ exec Linux folds the peak RSS of the memory it leaves into the child's. So a chi
 reads as max(our peak, its own). Hence this process stays small (standard library only,
 volumes written by another process), and a sample no higher than our peak is refused, not
 recorded: above it, the figure is the child's own.
+
+A command runs hot (its input read through into the page cache first) and, unless bench.py is
+told --no-cold, cold (its input evicted first): two rows with the same key. pagecache.py does
+both, and a run whose input is not as its row says is refused, as a low peak RSS is.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+from pagecache import cache_status, prepare
+
 MB = 1e6  # report units are decimal megabytes
 TIMEOUT_S = 1800  # one run of one command; far above any expected time at scale 1
 
@@ -34,10 +40,12 @@ class Row:
     argv: list[str] | None
     status: str = "ok"
     images: int | None = None  # images it writes, when not the whole volume
+    cache: str = "hot"  # "hot": input in the page cache before each run; "cold": evicted before each run
     times: list[float] = dataclasses.field(default_factory=list)
     rss_kib: list[int] = dataclasses.field(default_factory=list)
     user_s: list[float] = dataclasses.field(default_factory=list)  # CPU seconds in the program itself
     sys_s: list[float] = dataclasses.field(default_factory=list)  # CPU seconds in the kernel on its behalf
+    resident: list[float] = dataclasses.field(default_factory=list)  # input's share in the page cache before each run
 
     @property
     def median_s(self) -> float | None:
@@ -61,9 +69,10 @@ class CaseResult:
     images: int
     input_bytes: int
     rows: list[Row]
+    file_bytes: int | None = None  # the input's size on disk (less than input_bytes when compressed)
 
-    def row(self, key: str) -> Row | None:
-        return next((r for r in self.rows if r.key == key), None)
+    def row(self, key: str, cache: str = "hot") -> Row | None:
+        return next((r for r in self.rows if r.key == key and r.cache == cache), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,9 +136,26 @@ def judge(run: Run, written: int, images: int, stderr: str) -> str:
     return "ok"
 
 
-def run_once(row: Row, outdir: Path, images: int) -> None:
-    """Time one run into an empty `outdir`; record its figures, or why it failed."""
+def cold_twin(row: Row) -> Row:
+    """The same command, to be run with its input evicted from the page cache (no figures yet)."""
+    return Row(row.key, row.label, row.argv, row.status, row.images, cache="cold")
+
+
+def with_cold(rows: list[Row]) -> list[Row]:
+    """Each row followed by its cold twin: the round-robin then alternates hot and cold runs, and a
+    cold run leaves the input read back into the cache for the next command's hot run."""
+    return [r for row in rows for r in (row, cold_twin(row))]
+
+
+def run_once(row: Row, outdir: Path, images: int, inputs: list[Path]) -> None:
+    """Time one run into an empty `outdir`, its input first made hot or cold as the row says;
+    record its figures, or why it has none."""
     empty_dir(outdir)
+    fraction = prepare(row.cache, inputs)
+    row.status = cache_status(row.cache, fraction)
+    if row.status != "ok":
+        log(f"  {row.label} ({row.cache}): {row.status}")
+        return
     stderr = outdir.parent / "stderr.txt"
     run = run_command(row.argv, stderr, TIMEOUT_S)
     written = sum(1 for p in outdir.rglob("*") if p.is_file())
@@ -139,16 +165,18 @@ def run_once(row: Row, outdir: Path, images: int) -> None:
         row.rss_kib.append(run.rss_kib)
         row.user_s.append(run.user_s)
         row.sys_s.append(run.sys_s)
-    log(f"  {row.label}: {run.wall_s:.2f} s {row.status if row.status != 'ok' else ''}")
+        row.resident.append(fraction)
+    state = f"{row.cache}, {fraction:.1%} resident"
+    log(f"  {row.label} ({state}): {run.wall_s:.2f} s {row.status if row.status != 'ok' else ''}")
 
 
-def measure(rows: list[Row], repeats: int, outdir: Path, images: int) -> None:
+def measure(rows: list[Row], repeats: int, outdir: Path, images: int, inputs: list[Path]) -> None:
     """Round-robin over the rows, so drift on a shared machine hits every command alike.
     A row that fails once is not run again."""
     for _ in range(repeats):
         for row in rows:
             if row.argv is not None and row.status == "ok":
-                run_once(row, outdir, row.images or images)
+                run_once(row, outdir, row.images or images, inputs)
     shutil.rmtree(outdir, ignore_errors=True)
 
 

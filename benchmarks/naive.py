@@ -3,9 +3,11 @@
 It is what a user would write in a notebook: default h5py slicing (so a
 Savu-like volume chunked across the image axis is read the slow way), a
 numpy clip/scale/round/cast per image and one tifffile.imwrite per image.
-Without --lo/--hi it just copies the float32 images.
+Without --lo/--hi it just copies the float32 images. With --hdf5plugin it imports
+hdf5plugin first, as a user must to read bitshuffle or Blosc chunks (h5py then
+decodes every chunk itself, one at a time).
 
-    naive.py IN.h5 OUTDIR -d DATASET -i AXIS [--lo=LO --hi=HI]
+    naive.py IN.h5 OUTDIR -d DATASET -i AXIS [--lo=LO --hi=HI] [--hdf5plugin]
     naive.py INDIR OUTDIR --pattern recon_%05d.tif [--lo=LO --hi=HI]
 """
 
@@ -50,7 +52,10 @@ def main() -> None:
     parser.add_argument("--pattern", default="recon_%05d.tif", help="TIFF file name pattern")
     parser.add_argument("--lo", type=float, help="value mapped to 0 (absent: keep float32)")
     parser.add_argument("--hi", type=float, help="value mapped to 255")
+    parser.add_argument("--hdf5plugin", action="store_true", help="import hdf5plugin (compressed chunks)")
     args = parser.parse_args()
+    if args.hdf5plugin:  # only then: the uncompressed cases' figures stay those of plain h5py
+        import hdf5plugin  # noqa: F401  (registers the filters with HDF5)
 
     if args.dataset:
         images = h5_images(args.source, args.dataset, args.axis)
