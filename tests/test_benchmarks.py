@@ -537,3 +537,21 @@ def test_a_tiny_big_run(tmp_path):
     assert r["resident_before"][0] <= pagecache.COLD_MAX and r["mb_per_s"] > 0 and r["peak_rss_mb"] > 20
     assert result["settings"]["big_gb"] == pytest.approx(0.134, abs=0.001)
     assert "| BIG | tomotiff uint8 -j 2 | 32 | n/a | n/a |" in done.stdout
+
+
+@pytest.mark.slow
+def test_chunk_costs_reports_every_step_of_every_case(tmp_path):
+    """benchmarks/chunk_costs.py at its smallest: a row per case and step, each with a cost."""
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "chunk_costs.py"), "--images", "1", "--repeats", "1", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=BENCH,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [line.split("|")[1:-1] for line in done.stdout.splitlines()[2:]]
+    found = {(row[0].strip(), row[4].strip()) for row in rows if row[5].strip() != "n/a"}
+    steps = ("read, hot", "read, cold", "decode", "h5py")
+    assert found == {(case, step) for case in ("C-gzip", "C-bslz4", "C-blosc", "A") for step in steps}
+    assert list(tmp_path.iterdir()) == []  # its volumes are removed
