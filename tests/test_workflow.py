@@ -421,7 +421,7 @@ def test_3_changing_a_window_or_the_bit_depths_reruns_only_what_they_affect(demo
         ("manifest", "u16"),
         ("manifest", "f32"),
     }  # the u8 window is not chosen again
-    assert {rule for rule, w in jobs if w.get("scan") == "87637"} == {"shard", "manifest"}
+    assert {rule for rule, w in jobs if w.get("scan") == "87637"} == {"shard", "manifest", "stats"}  # stats sums up the manifests
     digests = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (workdir / "results").rglob("*.tif")}
     run_ok(workdir)
     same = {
@@ -491,6 +491,8 @@ def test_4_a_deleted_tiff_is_restored_by_rerunning_its_shard_only(demo, tmp_path
         ("manifest", "23912", "u8", ""),
         ("shard", "1002", "", "00000"),
         ("shard", "23912", "", "00032"),
+        ("stats", "1002", "", ""),  # stats.json sums up the manifests' clipping
+        ("stats", "23912", "", ""),
     ]
     before = snapshot(workdir)
     run_ok(workdir)
@@ -929,10 +931,12 @@ def planned_by_scan(workdir: Path) -> dict[str, set[tuple[str, str, str]]]:
 
 def shard_jobs(depth: str, *firsts: int) -> set[tuple[str, str, str]]:
     """The jobs rewriting a depth (or with split_keys, depth/kind) from the given shards: the shards,
-    which write every depth (of their kind), and the depth's manifest."""
+    which write every depth (of their kind), the depth's manifest, and stats.json, which sums up the
+    manifests' clipping."""
     suffix = "_of_kind" if "/" in depth else ""
     kind = depth.partition("/")[2]
-    return {(f"shard{suffix}", kind, f"{first:05d}") for first in firsts} | {(f"manifest{suffix}", depth, "")}
+    shards = {(f"shard{suffix}", kind, f"{first:05d}") for first in firsts}
+    return shards | {(f"manifest{suffix}", depth, ""), ("stats", "", "")}
 
 
 @pytest.fixture(scope="module")
@@ -1073,6 +1077,7 @@ def test_changing_an_option_reruns_only_what_it_affects(options, tmp_path):
         ("packed", "f32"),
         ("cropbin", "u16"),
         ("stacked", "u16"),
+        *((scan, "stats") for scan in ("darks", "packed", "cropbin", "stacked")),  # the manifests' summary
         ("glob", "u8"),
         ("glob", "u16"),
         ("glob", "window-u8"),
