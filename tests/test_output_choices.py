@@ -344,3 +344,26 @@ def test_a_stack_of_several_channels_is_refused_naming_its_axes(tmp_path):
     done = run_cli("tiff2tiffux", path, tmp_path / "out")
     assert done.returncode == 2 and "single-channel" in done.stderr and "ZCYX" in done.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("window", [["-p", "1"], ["--window", "global", "-p", "0.5", "--mask", "circle"]])
+def test_two_bit_depths_from_one_read_are_the_two_runs(tmp_path, choices_recon, window):
+    """-u 8,16 writes OUTPUT/u8 and OUTPUT/u16 as -u 8 and -u 16 write them, choosing the window
+    once (a global window streams the volume once for both)."""
+    path, _ = choices_recon
+    argv = ["-d", "/entry/final_result_tomo/data", "-i", "1", *window, path]
+    both = run_cli("nxs2tiffux", "-u", "8,16", *argv, tmp_path / "both")
+    assert both.returncode == 0, both.stderr
+    assert sum(line.startswith("window:") for line in both.stdout.splitlines()) == 1
+    assert sorted(p.name for p in (tmp_path / "both").iterdir()) == ["u16", "u8"]
+    for bits in (8, 16):
+        assert run_cli("nxs2tiffux", "-q", "-u", bits, *argv, tmp_path / f"alone{bits}").returncode == 0
+        ours = json.loads((tmp_path / f"both/u{bits}/manifest.json").read_text())
+        alone = json.loads((tmp_path / f"alone{bits}/manifest.json").read_text())
+        assert ours == alone and ours["bits"] == bits
+
+
+@pytest.mark.parametrize("depths", ["8,32", "12", "8,", "eight"])
+def test_other_bit_depths_are_refused_in_one_line(tmp_path, choices_recon, depths):
+    done = run_cli("nxs2tiffux", "-u", depths, choices_recon[0], tmp_path / "out")
+    assert done.returncode == 2 and "takes 8, 16 or 8,16" in done.stderr and not (tmp_path / "out").exists()

@@ -183,8 +183,26 @@ def _add_hdf5(parser: argparse.ArgumentParser) -> None:
     _add_common(parser)
 
 
+def _bit_depths(text: str) -> tuple[int, ...]:
+    """-u 8, -u 16, or -u 8,16 (both, from one read)."""
+    try:
+        depths = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        depths = ()
+    if not depths or not set(depths) <= {8, 16}:
+        raise argparse.ArgumentTypeError(f"takes 8, 16 or 8,16, not {text!r}")
+    return depths
+
+
 def _add_reduction(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-u", "--bits", type=int, choices=(8, 16), default=8, help="output bit depth")
+    parser.add_argument(
+        "-u",
+        "--bits",
+        type=_bit_depths,
+        default="8",
+        metavar="8|16|8,16",
+        help="output bit depth; 8,16 writes both from one read, into OUTPUT_DIR/u8 and OUTPUT_DIR/u16",
+    )
     window = parser.add_argument_group(
         "intensity window",
         "lo maps to 0 and hi to 2**bits-1. Give --lo/--hi, or --use_ref to take them from the\n"
@@ -343,8 +361,18 @@ def _run(args: argparse.Namespace, request: Request) -> None:
     pipeline.run(request, _check_workers(args.workers), progress, say=_say(args), warn=_warn(args))
 
 
-def _hdf5_request(args: argparse.Namespace, product: Product) -> Request:
-    """nxs2tiff and nxs2tiffux: one output directory, or (--split-keys) one per kind of image."""
+def _products(args: argparse.Namespace) -> tuple[Product, ...]:
+    """nxs2tiffux and tiff2tiffux: one product per bit depth asked for, each through the window asked for."""
+    return tuple(Product(bits, _window(args)) for bits in args.bits)
+
+
+def _destination(args: argparse.Namespace, products: tuple[Product, ...]) -> Destination:
+    """OUTPUT_DIR itself, or with several bit depths one directory per depth below it (u8, u16)."""
+    return Destination(args.output_dir, by_product=len(products) > 1)
+
+
+def _hdf5_request(args: argparse.Namespace, products: tuple[Product, ...]) -> Request:
+    """nxs2tiff and nxs2tiffux: one output directory (per bit depth), or (--split-keys) one per kind of image."""
     check_pattern(args.output_pattern, "-o/--output-pattern")
     if args.split_keys and args.keys != "all":
         raise TomotiffError(
@@ -356,8 +384,8 @@ def _hdf5_request(args: argparse.Namespace, product: Product) -> Request:
     )
     return Request(
         source,
-        (product,),
-        Destination(args.output_dir),
+        products,
+        _destination(args, products),
         args.output_pattern,
         args.keys,
         args.split_keys,
@@ -368,11 +396,11 @@ def _hdf5_request(args: argparse.Namespace, product: Product) -> Request:
 
 
 def _nxs2tiff(args: argparse.Namespace) -> None:
-    _run(args, _hdf5_request(args, Product(32 if args.fp else None)))
+    _run(args, _hdf5_request(args, (Product(32 if args.fp else None),)))
 
 
 def _nxs2tiffux(args: argparse.Namespace) -> None:
-    _run(args, _hdf5_request(args, Product(args.bits, _window(args))))
+    _run(args, _hdf5_request(args, _products(args)))
 
 
 def _tiff2tiffux(args: argparse.Namespace) -> None:
@@ -382,12 +410,13 @@ def _tiff2tiffux(args: argparse.Namespace) -> None:
         args.input_dir, "tiff", input_pattern=args.input_pattern, begin=args.begin, stop=args.stop, crop=_crop(args)
     )
     _refuse_overwriting_inputs(source, args.output_dir, pattern)
+    products = _products(args)
     _run(
         args,
         Request(
             source,
-            (Product(args.bits, _window(args)),),
-            Destination(args.output_dir),
+            products,
+            _destination(args, products),
             pattern,
             layout=_layout(args),
             pixel_size=args.pixel_size,

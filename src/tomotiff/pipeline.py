@@ -33,7 +33,8 @@ def run(request: Request, workers: int = 1, progress: bool = False, say: Say = p
         for note in source.notes():
             warn(note)
         plan = make_plan(request, source, warn)
-        conversions = [conversion_of(source, plan, product, progress, say, warn) for product in request.products]
+        chosen: dict = {}  # several depths through one window request choose it once (a global window: one read)
+        conversions = [conversion_of(source, plan, p, progress, say, warn, chosen) for p in request.products]
         inspect = _window_check(plan, conversions, warn)
         return [
             written
@@ -42,17 +43,24 @@ def run(request: Request, workers: int = 1, progress: bool = False, say: Say = p
         ]
 
 
-def conversion_of(source: Source, plan: Plan, product: Product, progress: bool, say: Say, warn: Say) -> Conversion:
-    """The product's per-pixel conversion; a window chosen here is announced and checked."""
+def conversion_of(
+    source: Source, plan: Plan, product: Product, progress: bool, say: Say, warn: Say, chosen: dict | None = None
+) -> Conversion:
+    """The product's per-pixel conversion; a window chosen here is announced and checked.
+    ``chosen`` keeps the windows chosen so far by request, with the reference image read."""
     if product.bits not in (8, 16):
         return keep_conversion(source.dtype, fp=product.bits == 32)
     if isinstance(product.window, Window):
         return Quantise(product.bits, product.window)
-    read: dict[int, np.ndarray] = {}
-    window = choose_window(source, plan.window_images, product.window, progress, read)
-    say(window.describe())
-    if window.reference is not None:  # checked on the reference image, read already
-        _warn_about(read[window.reference], window.reference, Quantise(product.bits, window), warn)
+    chosen = {} if chosen is None else chosen
+    if product.window not in chosen:
+        read: dict[int, np.ndarray] = {}
+        window = choose_window(source, plan.window_images, product.window, progress, read)
+        say(window.describe())
+        chosen[product.window] = window, read.get(window.reference)
+    window, reference = chosen[product.window]
+    if reference is not None:  # checked on the reference image, read already
+        _warn_about(reference, window.reference, Quantise(product.bits, window), warn)
     return Quantise(product.bits, window)
 
 
