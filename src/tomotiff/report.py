@@ -1,22 +1,25 @@
 """See the window before trusting it (issue 16): a report made from the files written only.
 
 ``tomotiff report DIR...`` writes one self-contained HTML file (every image a PNG data URI, no
-script, nothing fetched) with, for each output directory of each scan: the window and how it
-was chosen, a histogram of the reference image with lo and hi marked and the clipped sides
-shaded, the fraction of pixels clipped at 0 and at 2**bits-1 in each image, thumbnails of the
-first, middle and last images, a row through the middle of every image stacked over the index,
-the scan's stats.json and what ``tomotiff verify`` finds. The workflow's report job
-(:func:`tomotiff.jobs.report`) writes the same figures as files for Snakemake's own report.
+script, nothing fetched) with, for each output directory of each scan: the window, how it was
+chosen and the mask its percentiles saw, a histogram of the reference image with lo and hi
+marked and the clipped sides shaded, the fraction of pixels clipped at 0 and at 2**bits-1 in
+each image with the images that drift marked, thumbnails of the first, middle and last images,
+a row through the middle of every image stacked over the index, the scan's stats.json and what
+``tomotiff verify`` finds. The workflow's report job (:func:`tomotiff.jobs.report`) writes the
+same figures as files for Snakemake's own report.
 
-Nothing here reads a source: the histogram comes from the workflow's stats.json when there is
-one (the reference image's values before quantisation); otherwise from the reference image as
-written, mapped back to the data's units with the manifest's lo/hi (values outside the window
-were clipped when written, so they appear at lo and hi). Everything else comes from the TIFFs.
-Large outputs are sampled so a report takes seconds per scan: at most :data:`MAX_IMAGES`
-images, evenly spaced, and every Nth row and column of each, at most :data:`MAX_SIDE` a side.
+Nothing here reads a source. The clipping comes from manifest.json, exact for every image: the
+quantisation counted it while writing (:mod:`tomotiff.clipping`), so no pixel is read for it.
+The histogram comes from the workflow's stats.json when there is one (the reference image's
+values before quantisation); otherwise from the reference image as written, mapped back to the
+data's units with the manifest's lo/hi (values outside the window were clipped when written, so
+they appear at lo and hi). Thumbnails and the slice need pixels: they come from the TIFFs, and
+large outputs are sampled so a report takes seconds per scan: at most :data:`MAX_IMAGES` images,
+evenly spaced, and every Nth row and column of each, at most :data:`MAX_SIDE` a side.
 A section stays a few tens of kB (128-pixel thumbnails in 64 greys, small plots in 64 colours),
 so a report of hundreds of scans still opens; each scan is a collapsible ``<details>`` listed in a table of
-contents that shows each output's window, worst clipping and verify result at a glance.
+contents that shows each output's window, mask, worst clipping, drift and verify result at a glance.
 """
 
 import base64
@@ -31,17 +34,19 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from tomotiff import __version__
+from tomotiff import __version__, clipping
 from tomotiff.batch import DEPTHS, KINDS
 from tomotiff.errors import TomotiffError
 from tomotiff.files import write_atomically
+from tomotiff.keys import KEY_NAMES
 from tomotiff.manifest import MANIFEST_NAME, read_json, read_manifest, verify
+from tomotiff.mask import Mask
 from tomotiff.quantisation import dequantise
 from tomotiff.window import Window, finite_pixels
 
 STATS_NAME = "stats.json"
 FIGURES = ("histogram", "clipping", "thumbnails", "slice")
-MAX_IMAGES = 512  # images read for the clipping plot and the slice, evenly spaced over the output
+MAX_IMAGES = 512  # images read for the slice, evenly spaced over the output
 MAX_SIDE = 512  # pixels read along each side of an image (every Nth row and column)
 THUMBNAIL = 128  # pixels along the longer side of a thumbnail
 SLICE = 160  # pixels along each side of the orthogonal slice
@@ -51,6 +56,7 @@ PLOT = (3.4, 1.6)  # inches: 326 x 154 pixels at DPI
 MAX_PROBLEMS = 20  # verify problems listed per output; the rest are counted
 HILO_RGB = {"under": [0, 0, 255], "over": [255, 0, 0]}  # ImageJ's HiLo: pixels at 0 blue, at 2**bits-1 red
 HILO = {name: "#{:02x}{:02x}{:02x}".format(*rgb) for name, rgb in HILO_RGB.items()}
+DRIFT_COLOUR = "#e8a200"  # amber: the images tomotiff.clipping flags as drifting
 
 
 # --- what a report covers ------------------------------------------------------------------
@@ -131,8 +137,6 @@ class Measures:
     """What one pass over an output's TIFFs found (``indices``: the images read, in order)."""
 
     indices: list[int] = field(default_factory=list)
-    at_zero: list[float] = field(default_factory=list)
-    at_top: list[float] = field(default_factory=list)
     rows: list[np.ndarray] = field(default_factory=list)
     thumbnails: dict[int, np.ndarray] = field(default_factory=dict)
     reference: np.ndarray | None = None
@@ -183,13 +187,12 @@ def _reader(tif) -> Callable[[int], np.ndarray]:
     return lambda page: data[page]
 
 
-def measure(directory: str, entries: list[dict], bits: int | None, reference: int | None) -> Measures:
-    """Clipped fractions, middle rows and thumbnails of the sampled images (and, when asked, the
-    reference image in full) in one pass over the files."""
+def measure(directory: str, entries: list[dict], reference: int | None) -> Measures:
+    """Middle rows and thumbnails of the sampled images (and, when asked, the reference image in
+    full) in one pass over the files: what the report shows that the manifest cannot tell."""
     found = Measures()
     positions = sampled(len(entries))
     wanted = {entries[i]["index"] for i in (0, len(entries) // 2, len(entries) - 1)} if entries else set()
-    top = 2**bits - 1 if bits else None
     for entry, pixels in _images(directory, [entries[i] for i in positions]):
         index = entry["index"]
         if pixels is None:
@@ -197,10 +200,6 @@ def measure(directory: str, entries: list[dict], bits: int | None, reference: in
             continue
         found.step = max(1, math.ceil(max(pixels.shape) / MAX_SIDE))
         found.row = pixels.shape[0] // 2
-        if top is not None:
-            seen = pixels[:: found.step, :: found.step]
-            found.at_zero.append(np.count_nonzero(seen == 0) / seen.size)
-            found.at_top.append(np.count_nonzero(seen == top) / seen.size)
         found.indices.append(index)
         found.rows.append(np.array(pixels[found.row, :: found.step]))
         if index in wanted:
@@ -208,6 +207,39 @@ def measure(directory: str, entries: list[dict], bits: int | None, reference: in
         if index == reference:
             found.reference = np.array(pixels)
     return found
+
+
+@dataclass(frozen=True)
+class Clipped:
+    """An output's clipping as its manifest records it: each image's fractions at 0 and at the
+    top (exact, counted when it was written) for the images its summary counts, and the summary."""
+
+    indices: np.ndarray
+    at_0: np.ndarray
+    at_top: np.ndarray
+    summary: dict  # the manifest header's "clipping" (tomotiff.clipping.summary)
+    left_out: int  # images listed but not counted: a raw scan's darks and flats
+
+    @property
+    def peaks(self) -> tuple[int, int]:
+        """The images with the largest fraction at 0 and at the top (the first of equals)."""
+        return int(self.indices[np.argmax(self.at_0)]), int(self.indices[np.argmax(self.at_top)])
+
+
+def clipped_of(manifest: dict) -> Clipped | None:
+    """The manifest's clipping, or None when it records none (float output, or an older tomotiff).
+    For a raw scan written in one directory only the projections, as its summary (which exists
+    only when some image it counts has figures): darks at 0 and flats near the top by nature
+    would fill the plot's scale and hide the projections'."""
+    summary = manifest.get("clipping")
+    if not summary:
+        return None
+    counted = [entry for entry in manifest["images"] if "clipped" in entry]
+    if summary["of"] == "projections":
+        counted = [entry for entry in counted if entry.get("image_key") == KEY_NAMES["projections"]]
+    fractions = np.array([[entry["clipped"]["at_0"], entry["clipped"]["at_top"]] for entry in counted]).reshape(-1, 2)
+    indices = np.array([entry["index"] for entry in counted], int)
+    return Clipped(indices, fractions[:, 0], fractions[:, 1], summary, len(manifest["images"]) - len(counted))
 
 
 def downsample(image: np.ndarray, limit: int, keep_aspect: bool = True) -> np.ndarray:
@@ -244,7 +276,7 @@ def _figure(width: float, height: float):
         raise TomotiffError("tomotiff report draws its plots with matplotlib: pip install matplotlib") from None
     figure = Figure(figsize=(width, height), dpi=DPI)
     FigureCanvasAgg(figure)
-    figure.subplots_adjust(left=0.13, right=0.95, bottom=0.24, top=0.88)  # room for the last tick label
+    figure.subplots_adjust(left=0.16, right=0.95, bottom=0.24, top=0.88)  # room for the tick labels at the ends
     return figure
 
 
@@ -321,16 +353,38 @@ def _log_counts(axes) -> None:
     axes.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
 
 
-def clipping_picture(found: Measures, bits: int, note: str) -> Picture:
-    """Percent of pixels at 0 and at 2**bits-1 against the image index."""
+def clipping_picture(clipped: Clipped, bits: int) -> Picture:
+    """Percent of pixels at 0 and at 2**bits-1 against the image index, every image counted; the
+    drifting images in amber: a band over each run of them, and rings on their points (a band
+    one image wide among thousands is thinner than a pixel)."""
+    drift = clipped.summary["drift"]["images"]
+    title = f"pixels at 0 (blue) and at {2**bits - 1} (red)" + (", drift amber" if drift else "")
     figure = _figure(*PLOT)
-    axes = _axes(figure, f"pixels at 0 (blue) and at {2**bits - 1} (red)", "image index", "% of pixels")
+    axes = _axes(figure, title, "image index", "% of pixels")
     axes.xaxis.get_major_locator().set_params(integer=True)
-    style = {"lw": 1, "marker": "." if len(found.indices) < 64 else None, "ms": 3}
-    axes.plot(found.indices, 100 * np.array(found.at_zero), color=HILO["under"], **style)
-    axes.plot(found.indices, 100 * np.array(found.at_top), color=HILO["over"], **style)
-    axes.set_ylim(bottom=0)
-    return _plot(figure, note)
+    for first, last in _runs(drift):
+        axes.axvspan(first - 0.5, last + 0.5, color=DRIFT_COLOUR, alpha=0.3, lw=0)
+    style = {"lw": 1, "marker": "." if len(clipped.indices) < 64 else None, "ms": 3}
+    drifting = np.isin(clipped.indices, drift)
+    for values, colour in ((clipped.at_0, HILO["under"]), (clipped.at_top, HILO["over"])):
+        axes.plot(clipped.indices, 100 * values, color=colour, **style)
+        axes.plot(
+            clipped.indices[drifting], 100 * values[drifting], ls="", marker="o", mfc="none", mec=DRIFT_COLOUR, ms=4
+        )
+    clipped_any = clipped.at_0.any() or clipped.at_top.any()
+    axes.set_ylim(0, None if clipped_any else 1)  # nothing clipped: a line on 0, not an axis of noise-sized ticks
+    return _plot(figure, _clipping_note(clipped))
+
+
+def _runs(indices: list[int]) -> list[tuple[int, int]]:
+    """``[6, 7, 8, 15]`` as ``[(6, 8), (15, 15)]``: the first and last index of each run."""
+    runs: list[tuple[int, int]] = []
+    for index in indices:
+        if runs and index == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], index)
+        else:
+            runs.append((index, index))
+    return runs
 
 
 def palette(bits: int | None) -> list[int]:
@@ -414,7 +468,7 @@ class Section:
     count: int  # images listed
     problems: list[str]
     figures: dict[str, Picture]
-    worst: tuple[float, float] | None  # the largest fractions of pixels at 0 and at 2**bits-1 in an image read
+    peaks: tuple[int, int] | None  # the images most clipped at 0 and at 2**bits-1 (Clipped.peaks)
     unreadable: list[int]
 
     @property
@@ -424,6 +478,11 @@ class Section:
     @property
     def window(self) -> tuple[float, float] | None:
         return (self.header["lo"], self.header["hi"]) if self.bits else None
+
+    @property
+    def clipping(self) -> dict | None:
+        """The manifest's clipping summary (None for float output, or from an older tomotiff)."""
+        return self.header.get("clipping")
 
 
 def depth_label(manifest: dict) -> str:
@@ -442,20 +501,21 @@ def section(scan: Scan, output: Output) -> Section:
     entries = manifest["images"]
     bits = manifest.get("bits")
     reference = _reference(manifest)
-    found = measure(output.directory, entries, bits, None if _stats_histogram(scan.stats) else reference)
+    found = measure(output.directory, entries, None if _stats_histogram(scan.stats) else reference)
+    clipped = clipped_of(manifest) if bits else None
     figures = {}
     histogram = _histogram(scan.stats, manifest, found, reference)
     if histogram:
         figures["histogram"] = histogram
-    if bits and found.indices:
-        figures["clipping"] = clipping_picture(found, bits, _clipping_note(found, len(entries)))
+    if clipped:
+        figures["clipping"] = clipping_picture(clipped, bits)
     if found.thumbnails:
         figures["thumbnails"] = thumbnails_picture(found.thumbnails, bits)
     if len(found.indices) > 1:
         figures["slice"] = slice_picture(found, bits)
-    worst = (max(found.at_zero), max(found.at_top)) if found.at_zero else None
+    peaks = clipped.peaks if clipped else None
     header = {key: value for key, value in manifest.items() if key != "images"}
-    return Section(scan, output, header, len(entries), problems, figures, worst, found.unreadable)
+    return Section(scan, output, header, len(entries), problems, figures, peaks, found.unreadable)
 
 
 def _reference(manifest: dict) -> int | None:
@@ -481,7 +541,7 @@ def _histogram(stats: dict | None, manifest: dict, found: Measures, reference: i
             window,
             f"image {stats['reference']}",
             f"reference image {stats['reference']} as read from the source, before "
-            f"quantisation: {histogram['bins']} bins from stats.json",
+            f"quantisation: {histogram['bins']} bins from stats.json{_masked(stats.get('mask'))}",
         )
     if found.reference is None:
         return None
@@ -508,16 +568,26 @@ def _histogram(stats: dict | None, manifest: dict, found: Measures, reference: i
     )
 
 
+def _masked(record: dict | None) -> str:
+    """Which pixels stats.json's histogram counts, when its mask left some out."""
+    return f", of the pixels {_mask_words(record)}" if record else ""
+
+
 def _stats_histogram(stats: dict | None) -> dict | None:
     """stats.json's histogram, when there is one with counts (an image without a finite pixel has none)."""
     return stats["histogram"] if stats and stats["histogram"]["counts"] else None
 
 
-def _clipping_note(found: Measures, count: int) -> str:
-    read = f"{len(found.indices)} of {count} images" if len(found.indices) < count else f"all {count} images"
-    pixels = f", every {found.step}th row and column" if found.step > 1 else ""
-    none = "; no pixel at either end in any of them" if not any(found.at_zero) and not any(found.at_top) else ""
-    return f"percent of pixels at 0 and at the top grey level, {read}{pixels}{none}"
+def _clipping_note(clipped: Clipped) -> str:
+    counted = f"each of the {clipped.indices.size} {_noun(clipped.summary)}"
+    left_out = f" (the {clipped.left_out} darks and flats are left out, as in the summary)" if clipped.left_out else ""
+    none = "; no pixel at either end in any of them" if not clipped.at_0.any() and not clipped.at_top.any() else ""
+    drift = clipping.spans(clipped.summary["drift"]["images"])
+    drifting = f"; amber: drift, images {drift}" if drift else ""
+    return (
+        f"percent of pixels at 0 and at the top grey level in {counted}{left_out}, exact: counted when written, "
+        f"from {MANIFEST_NAME}{none}{drifting}"
+    )
 
 
 # --- HTML ----------------------------------------------------------------------------------
@@ -543,7 +613,8 @@ def _figure_html(name: str, sect: Section) -> str:
 
 
 def _window_rows(sect: Section) -> list[tuple[str, str, str]]:
-    """(header, value, class) rows: the window exactly as recorded (repr: every digit) and how it was chosen."""
+    """(header, value, class) rows: the window exactly as recorded (repr: every digit), how it was
+    chosen and the pixels its percentiles saw."""
     manifest = sect.header
     if not sect.bits:
         return [("window", f"none: {manifest.get('dtype_out')} values kept ({manifest.get('formula', '')})", "")]
@@ -551,17 +622,40 @@ def _window_rows(sect: Section) -> list[tuple[str, str, str]]:
         ("lo", repr(manifest["lo"]), "lo"),
         ("hi", repr(manifest["hi"]), "hi"),
         ("chosen", _chosen(manifest), "how"),
+        ("mask", _mask_words(_window_record(manifest)["mask"]), "mask"),
         ("bits", str(sect.bits), ""),
         ("formula", str(manifest.get("formula_name", "")), ""),
     ]
 
 
+def _window_record(manifest: dict) -> dict:
+    """The manifest's window record, every field present (an older manifest may lack some)."""
+    recorded = manifest.get("window") or {"lo": manifest["lo"], "hi": manifest["hi"], "method": "explicit"}
+    return Window(**recorded).as_dict()
+
+
 def _chosen(manifest: dict) -> str:
-    """How the window was chosen, in the words the runs' logs use (Window.describe)."""
+    """How the window was chosen, in the words the runs' logs use (Window.describe), but for the
+    mask, which has its own row and column."""
     if not manifest.get("bits"):
         return ""
-    window = manifest.get("window") or {"lo": manifest["lo"], "hi": manifest["hi"], "method": "explicit"}
-    return Window(**window).describe().split(" (", 1)[-1].removesuffix(")")
+    window = Window(**{**_window_record(manifest), "mask": None})
+    return window.describe().split(" (", 1)[-1].removesuffix(")")
+
+
+def _mask_words(record: dict | None) -> str:
+    """A window's mask as its log line words it ("inside the field-of-view circle, leaving out 0")."""
+    if not record:
+        return "none (every pixel)"
+    return Mask(record["circle"], tuple(float(value) for value in record["values"])).describe().removeprefix(", ")
+
+
+def _mask_short(record: dict | None) -> str:
+    """A window's mask in a table of contents' cell: ``circle``, ``circle, not 0, nan``, ``none``."""
+    if not record:
+        return "none"
+    values = ", ".join(f"{float(value):g}" for value in record["values"])
+    return ", ".join([*(["circle"] if record["circle"] else []), *([f"not {values}"] if values else [])])
 
 
 def _verify_html(sect: Section) -> str:
@@ -576,6 +670,67 @@ def _verify_html(sect: Section) -> str:
     )
 
 
+def _clipping_html(sect: Section) -> str:
+    """The manifest's clipping summary: median and most clipped image at each end, what it is
+    over (a raw scan's projections only), NaN pixels, and the images that drift."""
+    found, bits = sect.clipping, sect.bits
+    if not bits:
+        return ""
+    if not found:
+        return (
+            f'<p class="clipping">clipping: not recorded in {MANIFEST_NAME} (written by a tomotiff that did not '
+            "count it); convert again to see it</p>"
+        )
+    peaks = sect.peaks  # present with the summary: the images it was made of
+    cells = [
+        (f"at {level}", _percent(found[side]["median"]), _most(found[side]["max"], peak), side)
+        for side, level, peak in (("at_0", 0, peaks[0]), ("at_top", 2**bits - 1, peaks[1]))
+    ]
+    rows = "".join(
+        f'<tr><th>{_e(head)}</th><td>{_e(median)}</td><td class="max {side}">{_e(most)}</td></tr>'
+        for head, median, most, side in cells
+    )
+    left_out = sect.count - found["images"]
+    of = (
+        f"the {found['images']} projections (the {left_out} darks and flats left out: they sit at 0 and near the "
+        "top by nature)"
+        if left_out
+        else f"all {found['images']} {_noun(found)}"
+    )
+    nan = found["nan"]
+    nans = f"; {nan['pixels']} NaN pixels (written as 0) in {nan['images']} images" if nan["pixels"] else ""
+    return (
+        f'<table class="clipping"><tr><th>clipped</th><th>median</th><th>most</th></tr>{rows}</table>'
+        f'<p class="clipping-of">per image, over {_e(of)}: exact, counted when written{_e(nans)}</p>'
+        f"{_drift_html(found, bits)}"
+    )
+
+
+def _most(fraction: float, image: int) -> str:
+    """The largest fraction clipped, and in which image (when any pixel is)."""
+    return f"{_percent(fraction)} (image {image})" if fraction else _percent(fraction)
+
+
+def _drift_html(found: dict, bits: int) -> str:
+    """The images whose clipping strays from the median image's (tomotiff.clipping.drifting)."""
+    images = found["drift"]["images"]
+    margin = (
+        f"share of pixels at 0 or at {2**bits - 1} differs from the median image's by more than "
+        f"{100 * found['drift']['threshold']:g} points"
+    )
+    if not images:
+        return f'<p class="drift ok">drift: none (no image\'s {_e(margin)})</p>'
+    return (
+        f'<p class="drift bad">drift: {len(images)} of {found["images"]} {_noun(found)} '
+        f"({_e(clipping.spans(images))}): their {_e(margin)}. The brightness changes across the scan under one "
+        "window (a refill, a shutter): look at them before trusting the window.</p>"
+    )
+
+
+def _noun(found: dict) -> str:
+    return "projections" if found["of"] == "projections" else "images"
+
+
 def _section_html(sect: Section, anchor: str) -> str:
     rows = "".join(
         f'<tr><th>{_e(head)}</th><td class="{css}">{_e(value)}</td></tr>' for head, value, css in _window_rows(sect)
@@ -584,37 +739,46 @@ def _section_html(sect: Section, anchor: str) -> str:
     source = header.get("source") or header.get("input_pattern") or ""
     facts = f"{sect.count} images, {_e(header.get('dtype_in'))} to {_e(header.get('dtype_out'))}, from {_e(source)}"
     figures = "".join(_figure_html(name, sect) for name in FIGURES)
-    missing = f'<p class="bad">unreadable: images {_e(_ranges(sect.unreadable))}</p>' if sect.unreadable else ""
+    unreadable = clipping.spans(sect.unreadable)
+    missing = f'<p class="bad">unreadable: images {_e(unreadable)}</p>' if sect.unreadable else ""
     name, label = _e(sect.scan.name), _e(sect.output.label)
     return (
         f'<section class="output" id="{anchor}" data-scan="{name}" data-output="{label}">'
         f'<h3>{name} {label}</h3><p class="dir">{_e(sect.output.directory)}: {facts}</p>'
-        f'<div class="figures"><div><table class="window">{rows}</table>{_verify_html(sect)}{missing}</div>'
-        f"{figures}</div>"
+        f'<div class="figures"><div class="facts"><table class="window">{rows}</table>{_clipping_html(sect)}'
+        f"{_verify_html(sect)}{missing}</div>{figures}</div>"
         "</section>"
     )
 
 
-def _ranges(indices: list[int]) -> str:
-    """``3, 7..9``: a list of indices, runs shortened."""
-    runs = []
-    for _, run in itertools.groupby(enumerate(sorted(indices)), key=lambda pair: pair[1] - pair[0]):
-        values = [value for _, value in run]
-        runs.append(str(values[0]) if len(values) == 1 else f"{values[0]}..{values[-1]}")
-    return ", ".join(runs)
-
-
 def stats_rows(stats: dict) -> list[tuple[str, str]]:
-    """stats.json as rows, one level of nesting flattened (``percentiles.99.9``); the histogram by its size."""
+    """stats.json as rows, one level of nesting flattened (``percentiles.99.9``); the histogram by
+    its size; the mask, each window and each output's clipping in the words of the runs' logs."""
     rows = []
     for key, value in sorted(stats.items()):
         if key == "histogram":
             rows.append((key, f"{value['bins']} bins"))
+        elif key == "mask":
+            rows.append((key, _mask_words(value)))
+        elif key == "windows":
+            rows.extend(
+                (f"{key}.{name}", Window(**window).describe().removeprefix("window: "))
+                for name, window in value.items()
+            )
+        elif key == "clipping":
+            rows.extend((f"{key}.{name}", _clipping_words(found, name)) for name, found in value.items())
         elif isinstance(value, dict):
             rows.extend((f"{key}.{inner}", _text(item)) for inner, item in value.items())
         else:
             rows.append((key, _text(value)))
     return rows
+
+
+def _clipping_words(found: dict, output: str) -> str:
+    """An output's clipping summary (``output``: u8, or u8/projections) as its run's log says it, and its drift."""
+    bits = next(bits for bits, depth in DEPTHS.items() if output.split("/")[0] == depth)
+    drift = clipping.spans(found["drift"]["images"]) or "none"
+    return f"{clipping.described(found, bits)}; over {found['images']} {_noun(found)}; drift: {drift}"
 
 
 def _text(value: object) -> str:
@@ -627,7 +791,8 @@ def _stats_html(stats: dict | None) -> str:
     if not stats:
         return '<p class="nostats">no stats.json (not a workflow scan): histograms come from the TIFFs written</p>'
     rows = "".join(f"<tr><th>{_e(key)}</th><td>{_e(value)}</td></tr>" for key, value in stats_rows(stats))
-    return f'<details class="stats"><summary>stats.json</summary><table>{rows}</table></details>'
+    told = f"reference image {stats.get('reference')}, mask: {_mask_words(stats.get('mask'))}"
+    return f'<details class="stats"><summary>stats.json: {_e(told)}</summary><table>{rows}</table></details>'
 
 
 def _verdict(sections: list[Section]) -> str:
@@ -638,9 +803,11 @@ def _verdict(sections: list[Section]) -> str:
 def _scan_html(number: int, scan: Scan, sections: list[Section], open_: bool) -> str:
     body = "".join(_section_html(sect, f"s{number}-{n}") for n, sect in enumerate(sections))
     labels = ", ".join(sect.output.label for sect in sections)
+    drifting = ", ".join(sect.output.label for sect in sections if sect.clipping and sect.clipping["drift"]["images"])
+    drift = f'; <span class="bad">drift in {_e(drifting)}</span>' if drifting else ""
     return (
         f'<details class="scan" id="s{number}" data-scan="{_e(scan.name)}"{" open" if open_ else ""}>'
-        f"<summary><h2>{_e(scan.name)}</h2> <span>{_e(labels)}; {_e(_verdict(sections))}</span></summary>"
+        f"<summary><h2>{_e(scan.name)}</h2> <span>{_e(labels)}; {_e(_verdict(sections))}{drift}</span></summary>"
         f"{_stats_html(scan.stats)}{body}</details>"
     )
 
@@ -649,23 +816,40 @@ def _percent(value: float) -> str:
     return f"{100 * value:.3g}%"
 
 
+TOC_HEAD = ("scan", "output", "lo", "hi", "chosen", "mask", "most clipped at 0 / top", "drift", "verify")
+
+
+def _toc_cells(sect: Section) -> list[tuple[str, str]]:
+    """(text, class) of an output's cells after its name: window, mask, clipping, drift, verify."""
+    lo, hi = (repr(value) for value in sect.window) if sect.window else ("", "")
+    mask = _mask_short(_window_record(sect.header)["mask"]) if sect.bits else ""
+    found = sect.clipping
+    if found:
+        over = " (projections)" if found["images"] < sect.count else ""  # a raw scan's darks and flats left out
+        clip = f"{_percent(found['at_0']['max'])} / {_percent(found['at_top']['max'])}{over}"
+        drift = clipping.spans(found["drift"]["images"])
+    else:
+        clip, drift = ("not recorded" if sect.bits else ""), ""
+    verified = "OK" if not sect.problems else f"{len(sect.problems)} problem(s)"
+    return [
+        (lo, ""),
+        (hi, ""),
+        (_chosen(sect.header), ""),
+        (mask, ""),
+        (clip, ""),
+        (drift or ("none" if found else ""), "bad" if drift else ""),
+        (verified, "bad" if sect.problems else "ok"),
+    ]
+
+
 def _toc_html(scans: list[tuple[Scan, list[Section]]]) -> str:
     rows = []
     for number, (scan, sections) in enumerate(scans):
         for n, sect in enumerate(sections):
             name = f'<td rowspan="{len(sections)}"><a href="#s{number}">{_e(scan.name)}</a></td>' if n == 0 else ""
-            lo, hi = (repr(value) for value in sect.window) if sect.window else ("", "")
-            worst = sect.worst
-            clip = f"{_percent(worst[0])} / {_percent(worst[1])}" if worst else ""
-            state = "ok" if not sect.problems else "bad"
-            rows.append(
-                f'<tr>{name}<td><a href="#s{number}-{n}">{_e(sect.output.label)}</a></td><td>{_e(lo)}</td>'
-                f'<td>{_e(hi)}</td><td>{_e(_chosen(sect.header))}</td><td>{_e(clip)}</td><td class="{state}">'
-                f"{'OK' if not sect.problems else _e(f'{len(sect.problems)} problem(s)')}</td></tr>"
-            )
-    head = "".join(
-        f"<th>{name}</th>" for name in ("scan", "output", "lo", "hi", "chosen", "most clipped at 0 / top", "verify")
-    )
+            cells = "".join(f'<td class="{css}">{_e(text)}</td>' for text, css in _toc_cells(sect))
+            rows.append(f'<tr>{name}<td><a href="#s{number}-{n}">{_e(sect.output.label)}</a></td>{cells}</tr>')
+    head = "".join(f"<th>{name}</th>" for name in TOC_HEAD)
     return f'<table class="toc"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
 
 
@@ -681,7 +865,8 @@ section.output{border-top:1px solid #ddd;margin-top:.6em;padding-top:.3em}
 figure img{border:1px solid #eee}figure.thumbnails img,figure.slice img{image-rendering:pixelated}
 figcaption{font-size:11px;color:#555}
 .ok{color:#176b17}.bad{color:#b00000}.verify.bad{background:#fff0f0;padding:2px 6px}
-.dir{font-size:12px;color:#555;word-break:break-all}
+.dir{font-size:12px;color:#555;word-break:break-all}.facts{max-width:360px}.facts p{font-size:12px;margin:.3em 0}
+.drift.bad{background:#fff3d6;border-left:4px solid #e8a200;padding:2px 6px;color:#222}
 """
 
 
@@ -702,12 +887,13 @@ def render(scans: list[Scan], sections: list[list[Section]], title: str) -> str:
 
 _LEGEND = (
     '<p class="legend">For each output: its window (lo is written as 0, hi as 2**bits-1) and how it was '
-    "chosen, and what <code>tomotiff verify</code> finds; the reference image's histogram, lo and hi marked, "
-    "what lies beyond them shaded (from the workflow's stats.json: the values before quantisation; "
-    "else from the reference TIFF mapped back with lo/hi); the percent of pixels at 0 and at 2**bits-1 in "
-    "each image; the first, middle and last images; one row of every image stacked over the index (a "
-    "sinogram for projections, a cut across the slices of a reconstruction). Images are shown as written, "
-    "pixels at 0 in blue and at 2**bits-1 in red, as ImageJ's HiLo shows them.</p>"
+    "chosen, the mask its percentiles saw, its clipping and what <code>tomotiff verify</code> finds; the "
+    "reference image's histogram, lo and hi marked, what lies beyond them shaded (from the workflow's "
+    "stats.json: the values before quantisation; else from the reference TIFF mapped back with lo/hi); the "
+    "percent of pixels at 0 and at 2**bits-1 in every image, exact (manifest.json, counted when written), "
+    "the images that drift from the median in amber; the first, middle and last images; one row of every "
+    "image stacked over the index (a sinogram for projections, a cut across the slices of a reconstruction). "
+    "Images are shown as written, pixels at 0 in blue and at 2**bits-1 in red, as ImageJ's HiLo shows them.</p>"
 )
 
 
