@@ -421,7 +421,11 @@ def test_3_changing_a_window_or_the_bit_depths_reruns_only_what_they_affect(demo
         ("manifest", "u16"),
         ("manifest", "f32"),
     }  # the u8 window is not chosen again
-    assert {rule for rule, w in jobs if w.get("scan") == "87637"} == {"shard", "manifest", "stats"}  # stats sums up the manifests
+    assert {rule for rule, w in jobs if w.get("scan") == "87637"} == {
+        "shard",
+        "manifest",
+        "stats",
+    }  # stats sums up the manifests
     digests = {path: hashlib.sha256(path.read_bytes()).hexdigest() for path in (workdir / "results").rglob("*.tif")}
     run_ok(workdir)
     same = {
