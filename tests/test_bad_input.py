@@ -68,7 +68,7 @@ def test_nxs2tiffux_bad_input(data, tmp_path, args, fragments):
 
 
 UX = [
-    (["-i", "1", "-u", "12"], ["invalid choice: 12"]),
+    (["-i", "1", "-u", "12"], ["takes 8, 16 or 8,16, not '12'"]),
     (["-i", "1", "-p", "50"], ["[0, 50)"]),
     (["-i", "1", "-p", "-1"], ["[0, 50)"]),
     (["-i", "1", "--lo", "2", "--hi", "1"], ["must be greater than lo"]),

@@ -48,6 +48,7 @@ def test_savu_default_signal_reference_window(real, tmp_path):
         "reference": 5,
         "percent": 1.0,
         "sample": None,
+        "mask": None,
     }
 
 
