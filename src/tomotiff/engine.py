@@ -123,7 +123,10 @@ def run(
             converted, tallies = _convert_block(source, first, last, outputs, step, check)
             turns.wait(position)
             entries = [
-                [_write(output.sink, images, first + k, out[k], source, tally, k) for k in range(last - first)]
+                [
+                    _write(output.sink, images, first + k, out[k], source, None if tally is None else tally[k])
+                    for k in range(last - first)
+                ]
                 for output, out, tally in zip(outputs, converted, tallies)
             ]
             source.release(first, last)
@@ -175,12 +178,12 @@ def _convert_block(
 
 
 def _write(
-    sink: Sink, images: ImageSet, index: int, image: np.ndarray, source: Source, tally: np.ndarray | None, k: int
+    sink: Sink, images: ImageSet, index: int, image: np.ndarray, source: Source, tally: np.ndarray | None
 ) -> dict:
-    """Write image ``index`` (the block's ``k``-th); its manifest entry, with what was clipped."""
+    """Write image ``index``; its manifest entry, with what was clipped (its ``tally``, if counted)."""
     origin = {**source.image_origin(index), **images.origin(index)}
     found = image_entry(index, origin, sink.write(index, image, origin))
-    return found if tally is None else {**found, **clipping.entry(tally[k], image.size)}
+    return found if tally is None else {**found, **clipping.entry(tally, image.size)}
 
 
 def _finish(sink: Sink, entries: list[dict]) -> list[dict]:
