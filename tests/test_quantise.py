@@ -383,3 +383,15 @@ def test_the_reference_is_the_formula_as_numpy_writes_it():
     x = np.array([5000.0, 100.0, np.nan, -np.inf, np.inf, 29999.0])
     by_hand = [np.rint(((min(max(v, 0.0), 30000.0) - 0.0) / (30000.0 - 0.0)) * 255.0) if v == v else 0.0 for v in x]
     assert expected_quantised(x, 0, 30000, 8).tolist() == by_hand == [42, 1, 0, 0, 255, 255]
+
+
+def test_the_compiled_loop_is_built_wherever_a_compiler_is():
+    """The loop is optional (an install without a C compiler runs numpy), so a C file that no longer
+    compiles would pass unnoticed, every compiled-loop test skipped: where a compiler is, it must be built."""
+    import shutil
+    import sysconfig
+
+    compiler = shutil.which(sysconfig.get_config_var("CC").split()[0]) if sysconfig.get_config_var("CC") else None
+    if compiler is None:
+        pytest.skip("no C compiler here: the install runs the numpy passes")
+    assert quantisation._quantise_loop is not None, "src/tomotiff/_quantise_loop.c did not build: pip install -e . -v"

@@ -152,30 +152,48 @@ DEFINE_UNCHECKED(uint16_to_uint16_unchecked, uint16_t, uint16_t)
 
 /* The clipping tallies, counted in the same pass: after each block of TALLY pixels is
  * quantised, while it is still in the first-level cache, its grey levels at 0 and at the top
- * and (float32 input) its NaN pixels are counted. Kept apart from the kernels so their loops,
- * and the values they write, stay exactly as they are. */
-#define TALLY 8192
+ * and (float32 input, when some pixel went to 0: NaN does) its NaN pixels are counted. Kept
+ * apart from the kernels so their loops, and the values they write, stay exactly as they are. */
+#define TALLY 2048
 
-#define DEFINE_TALLY_LEVELS(NAME, OUT_T, TOP)                                                   \
+/* Counted in lanes as wide as the grey levels, one vector register of them: a comparison adds 0
+ * or 1 to its lane, and the lanes are summed into the totals before any can overflow. Wider
+ * counters, or a sum every few hundred pixels, would cost as much as quantising. */
+#define DEFINE_TALLY_LEVELS(NAME, OUT_T, TOP, LANES)                                            \
     SIMD_CLONES static void NAME(const void *target, Py_ssize_t n, int64_t *counts) {          \
         const OUT_T *q = target;                                                                \
-        uint32_t zeros = 0, tops = 0; /* n <= TALLY */                                          \
-        for (Py_ssize_t i = 0; i < n; i++) {                                                    \
-            zeros += q[i] == 0;                                                                 \
-            tops += q[i] == (TOP);                                                              \
+        const Py_ssize_t limit = (Py_ssize_t)(TOP) * (LANES); /* pixels before a lane could overflow */ \
+        Py_ssize_t i = 0;                                                                       \
+        while (n - i >= (LANES)) {                                                              \
+            OUT_T z[LANES] = {0}, t[LANES] = {0};                                               \
+            const Py_ssize_t stop = n - i < limit ? n - (LANES) + 1 : i + limit;                \
+            for (; i < stop; i += (LANES))                                                      \
+                for (int l = 0; l < (LANES); l++) {                                             \
+                    z[l] += q[i + l] == 0;                                                      \
+                    t[l] += q[i + l] == (TOP);                                                  \
+                }                                                                               \
+            for (int l = 0; l < (LANES); l++) {                                                 \
+                counts[0] += z[l];                                                              \
+                counts[1] += t[l];                                                              \
+            }                                                                                   \
         }                                                                                       \
-        counts[0] += zeros;                                                                     \
-        counts[1] += tops;                                                                      \
+        for (; i < n; i++) {                                                                    \
+            counts[0] += q[i] == 0;                                                             \
+            counts[1] += q[i] == (TOP);                                                         \
+        }                                                                                       \
     }
 
-DEFINE_TALLY_LEVELS(tally_uint8, uint8_t, 255)
-DEFINE_TALLY_LEVELS(tally_uint16, uint16_t, 65535)
+DEFINE_TALLY_LEVELS(tally_uint8, uint8_t, 255, 64)
+DEFINE_TALLY_LEVELS(tally_uint16, uint16_t, 65535, 32)
 
 SIMD_CLONES static void tally_nan(const void *source, Py_ssize_t n, int64_t *counts) {
     const float *x = source;
-    uint32_t nans = 0; /* n <= TALLY */
-    for (Py_ssize_t i = 0; i < n; i++) nans += x[i] != x[i];
-    counts[2] += nans;
+    uint32_t nans[16] = {0}; /* n <= TALLY: no lane overflows */
+    Py_ssize_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int l = 0; l < 16; l++) nans[l] += x[i + l] != x[i + l];
+    for (int l = 0; l < 16; l++) counts[2] += nans[l];
+    for (; i < n; i++) counts[2] += x[i] != x[i];
 }
 
 /* One pass of a kernel or a lookup over n pixels; context: its Window or its table. */
@@ -199,8 +217,9 @@ static void run_tallied(pass run, const void *source, void *target, Py_ssize_t n
         char *dst = (char *)target + start * tally->out_size;
         const Py_ssize_t length = n - start < TALLY ? n - start : TALLY;
         run(src, dst, length, context);
+        const int64_t zeros = tally->counts[0];
         (tally->out_size == 1 ? tally_uint8 : tally_uint16)(dst, length, tally->counts);
-        if (tally->float_input) tally_nan(src, length, tally->counts);
+        if (tally->float_input && tally->counts[0] != zeros) tally_nan(src, length, tally->counts); /* NaN -> 0 */
     }
 }
 
