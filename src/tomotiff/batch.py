@@ -309,6 +309,7 @@ class Planner:
         match = DEMO_INPUT.fullmatch(scan["input"])
         return (match.group(1) or match.group(2)) if match and not os.path.exists(scan["input"]) else None
 
+    @functools.cache
     def parts(self, scan_id: str) -> list[str | None]:
         """The kinds of image a scan's bit depth is split into, as --split-keys splits it (those
         present in its range), or [None] for one directory. When the keys cannot be read, the
@@ -318,6 +319,7 @@ class Planner:
         found = self.kinds_in_range(scan_id)
         return ["projections"] if found is None else [kind for kind, indices in found.items() if indices]
 
+    @functools.cache
     def shard_ranges(self, scan_id: str, kind: str | None = None) -> list[tuple[int, int]]:
         """(first, last) of each shard, inclusive. Boundaries fall on multiples of shard_size, so
         only the first shard may be short and a shard keeps its name when begin moves. A stack
@@ -342,7 +344,7 @@ def shard_files(scan: dict, record: str, first: int, last: int) -> list[str] | N
     pattern; or, when only some images are selected (keys, split_keys) or they go into one
     stack file, the files its record lists (a raw scan's keys are data, not config). None when
     the record cannot be read (it is then rewritten)."""
-    if scan["keys"] == "all" and not scan["split_keys"] and not scan["layout"]["stack"]:
+    if _named_by_pattern(scan):
         return [scan["output_pattern"] % i for i in range(first, last + 1)]
     try:
         with open(record) as handle:
@@ -350,6 +352,11 @@ def shard_files(scan: dict, record: str, first: int, last: int) -> list[str] | N
         return list(dict.fromkeys(str(entry["file"]) for entry in images))
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def _named_by_pattern(scan: dict) -> bool:
+    """Whether a shard's files are one per image of its range, named by the output pattern."""
+    return scan["keys"] == "all" and not scan["split_keys"] and not scan["layout"]["stack"]
 
 
 def forget_incomplete_shards(scans: dict[str, dict], report=lambda line: print(line, file=sys.stderr)) -> None:
@@ -372,9 +379,10 @@ def forget_incomplete_shards(scans: dict[str, dict], report=lambda line: print(l
     `tomotiff verify results/SCAN/DEPTH` checks the checksums.
     """
     for scan_id, scan in scans.items():
+        named: dict[tuple[int, int], list[str]] = {}  # a shard's names by the pattern, the same at every depth
         for depth in scan["depths"]:
             for kind in KINDS if scan["split_keys"] else [None]:
-                for record, why in _incomplete_shards(scan, depth, kind):
+                for record, why in _incomplete_shards(scan, depth, kind, named):
                     where = f"{depth}/{kind}" if kind else depth
                     report(
                         f"scan {scan_id} {where}: {why}; removed its record and manifest.json so that they are "
@@ -390,8 +398,11 @@ def forget_incomplete_shards(scans: dict[str, dict], report=lambda line: print(l
                             os.remove(path)
 
 
-def _incomplete_shards(scan: dict, depth: str, kind: str | None) -> Iterator[tuple[str, str]]:
-    """(record, why) of each shard record of the scan's depth (and kind) whose images are missing."""
+def _incomplete_shards(
+    scan: dict, depth: str, kind: str | None, named: dict[tuple[int, int], list[str]]
+) -> Iterator[tuple[str, str]]:
+    """(record, why) of each shard record of the scan's depth (and kind) whose images are missing;
+    ``named`` keeps the names of the scan's pattern-named shards for its other depths."""
     records_dir = os.path.dirname(shard_destination(scan["id"], 0, 0).manifest(depth, kind))
     try:
         records = sorted(name for name in os.listdir(records_dir) if re.fullmatch(r"\d+-\d+\.json", name))
@@ -403,9 +414,15 @@ def _incomplete_shards(scan: dict, depth: str, kind: str | None) -> Iterator[tup
         present = set()
     for record in records:
         first, last = (int(n) for n in record[: -len(".json")].split("-"))
-        files = shard_files(scan, os.path.join(records_dir, record), first, last)
+        files = named.get((first, last))
+        if files is None:
+            files = shard_files(scan, os.path.join(records_dir, record), first, last)
+            if files is not None and _named_by_pattern(scan):
+                named[first, last] = files
         if files is None:
             yield os.path.join(records_dir, record), f"the record of shard {first}-{last} is unreadable"
+            continue
+        if present.issuperset(files):
             continue
         missing = [name for name in files if name not in present]
         if missing:
