@@ -81,6 +81,16 @@ def drift_warning(found: dict | None, what: str, bits: int) -> str | None:
     )
 
 
+def announce(manifest: dict, what: str, say, warn) -> None:
+    """After a manifest is written: its clipping summary as one line, and the drift warning if any."""
+    found = manifest.get("clipping")
+    if found:
+        say(f"{what}: {described(found, manifest['bits'])}")
+        drift = drift_warning(found, what, manifest["bits"])
+        if drift:
+            warn(drift)
+
+
 def _noun(found: dict) -> str:
     return "projections" if found["of"] == "projections" else "images"
 

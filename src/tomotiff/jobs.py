@@ -165,12 +165,7 @@ def merge(spec: dict, receipts: list[str], output: str, say: Say) -> None:
     images = merged.pop("images")
     written = write_manifest(output, merged, images)
     say(f"{what}: {len(images)} images ({spec['keys']}) of {begin}..{stop - 1} from {len(receipts)} shards")
-    found = written.get("clipping")
-    if found:
-        say(f"{what}: {clipping.described(found, written['bits'])}")
-        drift = clipping.drift_warning(found, what, written["bits"])
-        if drift:
-            say(drift)
+    clipping.announce(written, what, say, say)
 
 
 def report(spec: dict, stats_file: str, manifest_files: list[str], outputs: dict[str, str], say: Say) -> None:

@@ -138,17 +138,12 @@ def write_group(
                 output.sink.abort()
             raise
         written = []
-        for target, header, image_entries, conversion in zip(group.targets, headers, entries, conversions):
+        for target, header, image_entries in zip(group.targets, headers, entries):
             content = manifest.write_manifest(target.manifest, header, image_entries)
             written.append(content)
             say(f"wrote {_counted(count, 'image')} and {os.path.basename(target.manifest)} to {target.directory}")
-            found = content.get("clipping")
-            if found:
-                what = f"images {images.first}..{images.last} at {conversion.bits} bits"
-                say(f"{what}: {clipping.described(found, conversion.bits)}")
-                drift = clipping.drift_warning(found, what, conversion.bits)
-                if drift:
-                    warn(drift)
+            if count:
+                clipping.announce(content, f"images {images.first}..{images.last} at {content['bits']} bits", say, warn)
     return written
 
 
